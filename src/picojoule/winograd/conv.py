@@ -211,6 +211,8 @@ def set_winograd_attrs(
         )
     module.tile = _tile(tile)
     module.points = None if points is None else parse_points(points)
+    for m, r in zip(module.tile, module.kernel_size, strict=True):
+        cook_toom(m, r, module.points)  # fail early on a wrong count or a repeated point
     if transform_format is not None:
         formats.get(transform_format)  # fail early with the format registry's own message
     module.transform_format = transform_format

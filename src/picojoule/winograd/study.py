@@ -1,0 +1,300 @@
+"""The Winograd precision study: error vs tile, point set and number format; model accuracy.
+
+Public: `ErrorStats`, `ErrorRow`, `AccuracyRow`, `ConvOperands`, `relative_error`,
+`direct_conv_in_format`, `winograd_conv_in_format`, `error_rows`, `random_operands`,
+`capture_conv_operands`, `accuracy_rows`.
+
+Precision model (the same for every format, so rows are comparable):
+
+* direct baseline: input and weight rounded to the format, products exact, sums in float64 -
+  a direct-convolution datapath with multipliers in the format and wide accumulators;
+* Winograd: the same rounded input and weight, transforms in float64, the transformed tiles
+  U = G g G^T and V = BT d BT^T rounded to the format again (they are what the multipliers
+  see), products and sums in float64, output transform in float64.
+
+So Winograd's extra error comes from rounding U and V and from the output transform AT, whose
+large entries for big tiles amplify it (Barabasz et al., ACM TOMS 46(4), 2020). The reference is
+float64 direct convolution of the unrounded operands.
+
+Errors are normwise so that outputs near zero do not dominate: max_rel = max|y - ref| / max|ref|
+and mean_rel = mean|y - ref| / mean|ref|.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.utils import parametrize
+
+from picojoule import formats
+from picojoule.winograd.conv import Padding, winograd_conv2d
+from picojoule.winograd.convert import winogradize_
+from picojoule.winograd.cost import winograd_cost
+from picojoule.winograd.errors import WinogradError
+from picojoule.winograd.transforms import point_set
+
+__all__ = [
+    "AccuracyRow",
+    "ConvOperands",
+    "ErrorRow",
+    "ErrorStats",
+    "accuracy_pct",
+    "accuracy_rows",
+    "capture_conv_operands",
+    "direct_conv_in_format",
+    "error_rows",
+    "random_operands",
+    "relative_error",
+    "winograd_conv_in_format",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ErrorStats:
+    """Normwise relative errors (dimensionless) of an output against its reference."""
+
+    max_rel: float
+    mean_rel: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConvOperands:
+    """One convolution's operands: a random draw or a layer's real input and weight."""
+
+    name: str
+    x: torch.Tensor
+    weight: torch.Tensor
+    padding: Padding
+    groups: int = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class ErrorRow:
+    """Errors of F(m x m, r x r) in one format against float64 direct convolution."""
+
+    data: str
+    m: int
+    r: int
+    point_set: str
+    format: str
+    multiply_reduction: float
+    winograd: ErrorStats
+    direct: ErrorStats
+
+    @property
+    def error_growth(self) -> float:
+        """Winograd max error / direct max error in the same format."""
+        return self.winograd.max_rel / self.direct.max_rel if self.direct.max_rel else float("inf")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AccuracyRow:
+    """Top-1 test accuracy (percent) of the model with every eligible conv converted."""
+
+    format: str
+    tile: int | None
+    """None: direct convolution (operands in `format`), the baseline for this format."""
+    accuracy_pct: float
+    converted: int
+
+
+def relative_error(y: torch.Tensor, ref: torch.Tensor) -> ErrorStats:
+    """Normwise max and mean relative error of `y` against `ref` (computed in float64)."""
+    err = (y.double() - ref.double()).abs()
+    scale_max, scale_mean = ref.double().abs().max().item(), ref.double().abs().mean().item()
+    if scale_max == 0:
+        raise WinogradError("reference output is all zeros; relative error is undefined")
+    return ErrorStats(max_rel=err.max().item() / scale_max, mean_rel=err.mean().item() / scale_mean)
+
+
+def _quantize_weight(fmt: formats.Format, w: torch.Tensor) -> torch.Tensor:
+    # Reduction dim of a conv is (C/g, r_h, r_w): put it last for block / per-channel scales.
+    return fmt.quantize(w.reshape(w.shape[0], -1)).reshape(w.shape)
+
+
+def _quantize_input(fmt: formats.Format, x: torch.Tensor) -> torch.Tensor:
+    # Channels last: blocks run along channels, '/channel' scales one per pixel.
+    return fmt.quantize(x.movedim(-3, -1)).movedim(-1, -3)
+
+
+def direct_conv_in_format(op: ConvOperands, fmt_name: str) -> torch.Tensor:
+    """Direct convolution with input and weight rounded to `fmt_name`, in float64."""
+    fmt = formats.get(fmt_name)
+    x, w = _quantize_input(fmt, op.x.double()), _quantize_weight(fmt, op.weight.double())
+    return F.conv2d(x, w, padding=op.padding, groups=op.groups)
+
+
+def winograd_conv_in_format(
+    op: ConvOperands, fmt_name: str, m: int, points: Sequence[object] | None
+) -> torch.Tensor:
+    """F(m x m) Winograd with operands and transformed tiles rounded to `fmt_name`."""
+    fmt = formats.get(fmt_name)
+    x, w = _quantize_input(fmt, op.x.double()), _quantize_weight(fmt, op.weight.double())
+    return winograd_conv2d(
+        x,
+        w,
+        padding=op.padding,
+        groups=op.groups,
+        tile=m,
+        points=points,
+        transform_format=fmt_name,
+    )
+
+
+def random_operands(
+    *, batch: int = 2, channels: int = 32, size: int = 16, r: int = 3, seed: int = 0
+) -> ConvOperands:
+    """Standard-normal input and He-scaled weight (std sqrt(2 / fan_in), He et al. 2015)."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, channels, size, size, generator=gen, dtype=torch.float64)
+    w = torch.randn(channels, channels, r, r, generator=gen, dtype=torch.float64)
+    return ConvOperands(
+        name="random", x=x, weight=w * (2 / (channels * r * r)) ** 0.5, padding=r // 2
+    )
+
+
+def error_rows(
+    operands: Iterable[ConvOperands],
+    *,
+    tiles: Sequence[int],
+    point_sets: Sequence[str],
+    format_names: Sequence[str],
+) -> list[ErrorRow]:
+    """Winograd and direct errors for every operand set x tile x point set x format."""
+    rows = []
+    for op in operands:
+        r_h, r_w = op.weight.shape[-2:]
+        if r_h != r_w:
+            raise WinogradError(f"{op.name}: the study takes square kernels, got {r_h}x{r_w}")
+        ref = F.conv2d(op.x.double(), op.weight.double(), padding=op.padding, groups=op.groups)
+        for fmt_name in format_names:
+            direct = relative_error(direct_conv_in_format(op, fmt_name), ref)
+            for m in tiles:
+                reduction = winograd_cost(m, r_h).multiply_reduction
+                for ps in point_sets:
+                    y = winograd_conv_in_format(op, fmt_name, m, point_set(ps, m + r_h - 1))
+                    rows.append(
+                        ErrorRow(
+                            data=op.name,
+                            m=m,
+                            r=r_h,
+                            point_set=ps,
+                            format=fmt_name,
+                            multiply_reduction=reduction,
+                            winograd=relative_error(y, ref),
+                            direct=direct,
+                        )
+                    )
+    return rows
+
+
+def _eligible_convs(model: nn.Module, kernel_sizes: Sequence[int]) -> list[tuple[str, nn.Conv2d]]:
+    return [
+        (name, mod)
+        for name, mod in model.named_modules()
+        if isinstance(mod, nn.Conv2d)
+        and tuple(mod.stride) == (1, 1)
+        and tuple(mod.dilation) == (1, 1)
+        and mod.padding_mode == "zeros"
+        and all(r in kernel_sizes for r in mod.kernel_size)
+    ]
+
+
+def capture_conv_operands(
+    model: nn.Module, x: torch.Tensor, *, kernel_sizes: Sequence[int] = (3,)
+) -> list[ConvOperands]:
+    """The real input and weight of every eligible conv of `model` on the batch `x`."""
+    captured: list[ConvOperands] = []
+    handles = []
+    for name, conv in _eligible_convs(model, kernel_sizes):
+
+        def hook(mod: nn.Module, args: tuple[torch.Tensor, ...], name: str = name) -> None:
+            captured.append(
+                ConvOperands(
+                    name=name,
+                    x=args[0].detach().double(),
+                    weight=mod.weight.detach().double(),
+                    padding=mod.padding,  # type: ignore[arg-type]
+                    groups=mod.groups,
+                )
+            )
+
+        handles.append(conv.register_forward_pre_hook(hook))
+    try:
+        with torch.no_grad():
+            model.eval()(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return captured
+
+
+class _WeightInFormat(nn.Module):
+    """Weight parametrization: the conv weight rounded to a format (direct-conv operands)."""
+
+    def __init__(self, fmt_name: str) -> None:
+        super().__init__()
+        self.fmt = formats.get(fmt_name)
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return _quantize_weight(self.fmt, w)
+
+
+def _operands_in_format(model: nn.Module, fmt_name: str, kernel_sizes: Sequence[int]) -> None:
+    """Round every eligible conv's weight and input to `fmt_name` (in place)."""
+    fmt = formats.get(fmt_name)
+    for _, conv in _eligible_convs(model, kernel_sizes):
+        parametrize.register_parametrization(conv, "weight", _WeightInFormat(fmt_name))
+        conv.register_forward_pre_hook(lambda mod, args: (_quantize_input(fmt, args[0]),))
+
+
+def accuracy_pct(model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    correct = total = 0
+    model.eval()
+    with torch.no_grad():
+        for x, y in loader:
+            correct += int((model(x).argmax(dim=-1) == y).sum())
+            total += int(y.numel())
+    if total == 0:
+        raise WinogradError("the test loader yielded no samples")
+    return 100.0 * correct / total
+
+
+def accuracy_rows(
+    model: nn.Module,
+    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    tiles: Sequence[int],
+    format_names: Sequence[str],
+    kernel_sizes: Sequence[int] = (3,),
+) -> list[AccuracyRow]:
+    """Accuracy with convs direct (operands in the format) and winogradized for each tile.
+
+    The model is copied for each row; the caller's model is not modified. Layers other than the
+    eligible convs stay in their own precision, so the rows isolate the convolutions.
+    """
+    rows = []
+    for fmt_name in format_names:
+        for m in (None, *tiles):
+            variant = copy.deepcopy(model)
+            _operands_in_format(variant, fmt_name, kernel_sizes)
+            converted = 0
+            if m is not None:
+                applied = winogradize_(
+                    variant, m, kernel_sizes=kernel_sizes, transform_format=fmt_name
+                )
+                converted = sum(not a.skipped for a in applied)
+            rows.append(
+                AccuracyRow(
+                    format=fmt_name,
+                    tile=m,
+                    accuracy_pct=accuracy_pct(variant, loader),
+                    converted=converted,
+                )
+            )
+    return rows
