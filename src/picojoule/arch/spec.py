@@ -1,0 +1,188 @@
+"""Architecture specification: memory levels, spatial fanouts and the MAC unit.
+
+Public: `Arch`, `MemoryLevel`, `Fanout`, `MacUnit`, `SparseSupport`.
+
+An `Arch` is a chain of memory levels, outermost (DRAM) first. A level may have a `fanout`: a
+spatial array of copies of everything below it (the next levels and, under the innermost level,
+the MAC lanes). Each level names the operands it `holds`; an operand it does not hold bypasses
+it. Energies are pJ per bit moved; a field left `None` is filled from `picojoule.energy` when
+the cost model runs (see `picojoule.arch.energy`). Every model is frozen and rejects unknown
+fields, so a YAML typo is an error, not a silently ignored key.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from picojoule.workload.layer import DIMS, OPERANDS, Operand
+
+__all__ = ["Arch", "MemoryLevel", "Fanout", "MacUnit", "SparseSupport", "Dim"]
+
+Dim = Literal["N", "G", "K", "C", "P", "Q", "R", "S"]
+PerBit = float | dict[Operand, float] | None
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Fanout(_Frozen):
+    """A 2-D spatial array under a level: `mesh_x` x `mesh_y` copies of what lies below.
+
+    `x_dims`/`y_dims` are the loops the interconnect can unroll along each axis (a loop that
+    is not listed cannot be mapped there). Data is multicast to, and partial sums reduced
+    from, the copies; `network_pj_per_bit` is charged per bit per copy reached.
+    """
+
+    mesh_x: int = Field(ge=1)
+    mesh_y: int = Field(default=1, ge=1)
+    x_dims: tuple[Dim, ...] = DIMS  # type: ignore[assignment]
+    y_dims: tuple[Dim, ...] = DIMS  # type: ignore[assignment]
+    network_pj_per_bit: float = Field(default=0.0, ge=0.0)
+
+    @property
+    def size(self) -> int:
+        return self.mesh_x * self.mesh_y
+
+
+class MemoryLevel(_Frozen):
+    """One storage level (per instance, when it sits under a fanout).
+
+    `capacity_bits=None` means unbounded (DRAM). `partition_bits` splits a level into one
+    scratchpad per operand (Eyeriss' RF, MAGNet's weight/input/accumulation buffers); then
+    each operand's tile must fit its own partition. `bandwidth_bits_per_cycle` bounds reads
+    plus writes per instance per cycle (`None`: never the bottleneck). `temporal_dims`
+    restricts the loops that may iterate at this level and `stationary` fixes which operand
+    the innermost loops here keep in place (both express a dataflow).
+    """
+
+    name: str
+    holds: tuple[Operand, ...] = Field(min_length=1)
+    memory: Literal["dram", "sram"] = "sram"
+    dram_kind: str = "lpddr4"
+    capacity_bits: int | None = Field(default=None, ge=1)
+    partition_bits: dict[Operand, int] | None = None
+    width_bits: int = Field(default=64, ge=1)
+    read_pj_per_bit: PerBit = None
+    write_pj_per_bit: PerBit = None
+    bandwidth_bits_per_cycle: float | None = Field(default=None, gt=0)
+    fanout: Fanout | None = None
+    temporal_dims: tuple[Dim, ...] = DIMS  # type: ignore[assignment]
+    stationary: Operand | None = None
+
+    @field_validator("holds")
+    @classmethod
+    def _unique(cls, holds: tuple[Operand, ...]) -> tuple[Operand, ...]:
+        if len(set(holds)) != len(holds):
+            raise ValueError(f"lists an operand twice: {list(holds)}")
+        return holds
+
+    @model_validator(mode="after")
+    def _partitions(self) -> MemoryLevel:
+        if self.partition_bits is not None:
+            extra = set(self.partition_bits) - set(self.holds)
+            if extra:
+                raise ValueError(
+                    f"partition_bits names {sorted(extra)} which level {self.name!r} does not "
+                    f"hold; add them to holds or remove the partition"
+                )
+            missing = set(self.holds) - set(self.partition_bits)
+            if missing:
+                raise ValueError(
+                    f"partition_bits lacks {sorted(missing)}; give every held operand a "
+                    "partition, or use capacity_bits for a shared buffer"
+                )
+            if self.capacity_bits is not None:
+                raise ValueError("give capacity_bits or partition_bits, not both")
+        if self.memory == "dram" and (self.capacity_bits or self.partition_bits):
+            raise ValueError("a dram level is unbounded; remove capacity_bits/partition_bits")
+        for field in ("read_pj_per_bit", "write_pj_per_bit"):
+            value = getattr(self, field)
+            if isinstance(value, dict):
+                missing = set(self.holds) - set(value)
+                if missing:
+                    raise ValueError(f"{field} lacks an energy for {sorted(missing)}")
+        return self
+
+    def capacity_of(self, operand: Operand) -> int | None:
+        """Bits available to `operand` (shared capacity when not partitioned)."""
+        if self.partition_bits is not None:
+            return self.partition_bits[operand]
+        return self.capacity_bits
+
+
+class MacUnit(_Frozen):
+    """The arithmetic: one MAC per lane per cycle.
+
+    `format=None` computes in the layer's own operand formats (the wider of weights and
+    inputs); a name fixes the hardware format. `energy_pj` overrides the per-MAC energy from
+    `picojoule.energy`. Partial sums travel at `accumulator_bits`.
+    """
+
+    format: str | None = None
+    accumulator_bits: int = Field(default=32, ge=1)
+    energy_pj: float | None = Field(default=None, ge=0.0)
+
+
+class SparseSupport(_Frozen):
+    """What the hardware does with zeros (layer densities come from the workload).
+
+    `gate_zero_macs`: a MAC with a zero operand spends no energy (NVDLA's zero gating); cycles
+    are unchanged. `compressed`: weights and inputs are stored and moved as non-zeros plus
+    `metadata_bits_per_element` (1.0 = a bitmask), at every level.
+    """
+
+    gate_zero_macs: bool = False
+    compressed: bool = False
+    metadata_bits_per_element: float = Field(default=1.0, ge=0.0)
+
+
+class Arch(_Frozen):
+    """A whole accelerator: levels outermost first, the MAC unit, technology and clock."""
+
+    name: str
+    levels: tuple[MemoryLevel, ...] = Field(min_length=1)
+    mac: MacUnit = MacUnit()
+    sparse: SparseSupport = SparseSupport()
+    node_nm: float = Field(default=45.0, gt=0)
+    clock_ghz: float = Field(default=1.0, gt=0)
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _chain(self) -> Arch:
+        outer = self.levels[0]
+        missing = [op for op in OPERANDS if op not in outer.holds]
+        if missing:
+            raise ValueError(
+                f"the outermost level {outer.name!r} must hold every operand (it is where "
+                f"data starts and ends); add {missing} to its holds"
+            )
+        if outer.capacity_bits is not None or outer.partition_bits is not None:
+            raise ValueError(
+                f"the outermost level {outer.name!r} must be unbounded; remove its capacity"
+            )
+        names = [level.name for level in self.levels]
+        if len(set(names)) != len(names):
+            raise ValueError(f"level names must be unique, got {names}")
+        return self
+
+    @property
+    def lanes(self) -> int:
+        """MAC lanes in the whole design (product of every fanout)."""
+        n = 1
+        for level in self.levels:
+            if level.fanout is not None:
+                n *= level.fanout.size
+        return n
+
+    def level_index(self, name: str) -> int:
+        for i, level in enumerate(self.levels):
+            if level.name == name:
+                return i
+        raise KeyError(name)
+
+    def holders(self, operand: Operand) -> list[int]:
+        """Indices of the levels holding `operand`, outermost first."""
+        return [i for i, level in enumerate(self.levels) if operand in level.holds]
