@@ -1,0 +1,251 @@
+"""`picojoule winograd ...`: the precision study and the exact transforms.
+
+Commands:
+- `study`: error of F(m x m, r x r) vs float64 direct convolution for a range of tiles, point
+  sets and formats, on random data and on the default model's real layer data; accuracy of the
+  default model with every eligible conv winogradized. Writes JSON and a PNG plot.
+- `transforms`: print the exact AT, G, BT of F(m, r) and its accounting.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import torch
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from picojoule.errors import ConfigError
+from picojoule.formats import get as get_format
+from picojoule.winograd.cost import WinogradCost, winograd_cost
+from picojoule.winograd.plot import plot_errors
+from picojoule.winograd.study import (
+    AccuracyRow,
+    ConvOperands,
+    ErrorRow,
+    accuracy_pct,
+    accuracy_rows,
+    capture_conv_operands,
+    error_rows,
+    random_operands,
+)
+from picojoule.winograd.transforms import POINT_SETS, cook_toom
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Winograd convolution: exact transforms and the precision study.")
+console = Console()
+
+
+def _split(text: str, what: str) -> list[str]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise ConfigError(f"--{what} is empty; give a comma-separated list")
+    return items
+
+
+def _ints(text: str, what: str) -> list[int]:
+    try:
+        values = [int(t) for t in _split(text, what)]
+    except ValueError:
+        raise ConfigError(f"--{what} {text!r}: give comma-separated integers, e.g. 2,4,6") from None
+    if min(values) < 1:
+        raise ConfigError(f"--{what} {text!r}: values must be >= 1")
+    return values
+
+
+def _fmt_err(value: float) -> str:
+    return f"{value:.1e}"
+
+
+def _cost_table(costs: Sequence[WinogradCost]) -> Table:
+    table = Table(title="F(m x m, r x r) accounting (per tile; transform counts naive, no CSE)")
+    columns = (
+        "tile",
+        "mults/output",
+        "reduction",
+        "input exp.",
+        "weight exp.",
+        "in-transform adds",
+        "out-transform adds",
+    )
+    for col in columns:
+        table.add_column(col, justify="right")
+    for c in costs:
+        table.add_row(
+            f"F({c.m}x{c.m},{c.r}x{c.r})",
+            f"{c.multiplies_per_output:.2f}",
+            f"{c.multiply_reduction:.2f}x",
+            f"{c.input_expansion:.2f}x",
+            f"{c.weight_expansion:.2f}x",
+            str(c.input_transform.adds),
+            str(c.output_transform.adds),
+        )
+    return table
+
+
+def _error_table(rows: Sequence[ErrorRow], data: str, fmts: Sequence[str]) -> Table:
+    picked = [r for r in rows if r.data == data]
+    table = Table(title=f"max relative error on {data} data (x = growth over direct conv)")
+    table.add_column("tile", justify="right")
+    table.add_column("points")
+    for fmt in fmts:
+        table.add_column(fmt, justify="right")
+    direct = {r.format: r.direct.max_rel for r in picked}
+    table.add_row("direct", "", *(_fmt_err(direct[f]) for f in fmts), style="dim")
+    keys = list(dict.fromkeys((r.m, r.point_set) for r in picked))
+    by_key = {(r.m, r.point_set, r.format): r for r in picked}
+    for m, ps in keys:
+        cells = []
+        for fmt in fmts:
+            row = by_key[(m, ps, fmt)]
+            cells.append(f"{_fmt_err(row.winograd.max_rel)} ({row.error_growth:.2g}x)")
+        table.add_row(f"F({m},{picked[0].r})", ps, *cells)
+    return table
+
+
+def _accuracy_table(baseline_pct: float, rows: Sequence[AccuracyRow]) -> Table:
+    table = Table(title=f"default model top-1 accuracy (float model: {baseline_pct:.2f}%)")
+    table.add_column("format")
+    tiles = list(dict.fromkeys(r.tile for r in rows))
+    for t in tiles:
+        table.add_column("direct" if t is None else f"F({t}x{t},3x3)", justify="right")
+    for fmt in dict.fromkeys(r.format for r in rows):
+        by_tile = {r.tile: r for r in rows if r.format == fmt}
+        table.add_row(fmt, *(f"{by_tile[t].accuracy_pct:.2f}%" for t in tiles))
+    return table
+
+
+Loader = Iterable[tuple[torch.Tensor, torch.Tensor]]
+
+
+def _real_operands(samples: int) -> tuple[list[ConvOperands], torch.nn.Module, Loader]:
+    from picojoule.models.digits import load_default
+
+    model, loader = load_default()
+    batches, count = [], 0
+    for x, _ in loader:
+        batches.append(x)
+        count += len(x)
+        if count >= samples:
+            break
+    x = torch.cat(batches)[:samples]
+    return capture_conv_operands(model, x), model, loader
+
+
+@app.command()
+def study(
+    out: Annotated[Path, typer.Option(help="Folder for winograd_study.json and .png")] = Path(
+        "winograd-study"
+    ),
+    tiles: Annotated[str, typer.Option(help="Tile sizes m of F(m x m, r x r)")] = "2,3,4,5,6,7,8",
+    r: Annotated[int, typer.Option(help="Kernel size r of the random layer")] = 3,
+    formats: Annotated[str, typer.Option(help="picojoule formats")] = "fp32,fp16,bf16,e4m3",
+    point_sets: Annotated[
+        str, typer.Option(help=f"of {', '.join(POINT_SETS)}")
+    ] = "default,integer",
+    channels: Annotated[int, typer.Option(help="Random layer: channels in = out")] = 32,
+    size: Annotated[int, typer.Option(help="Random layer: input height = width")] = 16,
+    batch: Annotated[int, typer.Option(help="Random layer: batch")] = 2,
+    seed: Annotated[int, typer.Option(help="Random layer: seed")] = 0,
+    real: Annotated[bool, typer.Option(help="Also use the default model's layer data")] = True,
+    real_samples: Annotated[int, typer.Option(help="Test images for the real data")] = 64,
+    accuracy: Annotated[bool, typer.Option(help="Evaluate the winogradized model")] = True,
+    accuracy_tiles: Annotated[str, typer.Option(help="Tiles for the accuracy run")] = "2,4,6",
+) -> None:
+    """Error vs tile, point set and format; default-model accuracy; JSON + PNG in OUT."""
+    started = time.perf_counter()
+    tile_list = _ints(tiles, "tiles")
+    acc_tiles = _ints(accuracy_tiles, "accuracy-tiles")
+    fmts = _split(formats, "formats")
+    for fmt in fmts:
+        get_format(fmt)  # unknown names fail before any work, with the registry's suggestions
+    sets = _split(point_sets, "point-sets")
+    for ps in sets:
+        if ps not in POINT_SETS:
+            raise ConfigError(f"--point-sets: unknown {ps!r}; choose from {', '.join(POINT_SETS)}")
+    operands = [random_operands(batch=batch, channels=channels, size=size, r=r, seed=seed)]
+    model = loader = None
+    if real or accuracy:
+        with console.status("loading the default model (trained once, then cached)"):
+            real_ops, model, loader = _real_operands(real_samples)
+        if real:
+            operands += real_ops
+    with console.status("error sweep"):
+        rows = error_rows(operands, tiles=tile_list, point_sets=sets, format_names=fmts)
+    costs = [winograd_cost(m, r) for m in tile_list]
+    console.print(_cost_table(costs))
+    for data in dict.fromkeys(row.data for row in rows):
+        console.print(_error_table(rows, data, fmts))
+    report: dict[str, object] = {
+        "config": {
+            "tiles": tile_list,
+            "r": r,
+            "formats": fmts,
+            "point_sets": sets,
+            "random": {"batch": batch, "channels": channels, "size": size, "seed": seed},
+            "real_samples": real_samples if real else 0,
+        },
+        "costs": [_cost_dict(c) for c in costs],
+        "errors": [_row_dict(row) for row in rows],
+    }
+    if accuracy and model is not None:
+        with console.status("accuracy of the winogradized default model"):
+            base = accuracy_pct(model, loader)
+            acc = accuracy_rows(model, loader, tiles=acc_tiles, format_names=fmts)
+        console.print(_accuracy_table(base, acc))
+        report["accuracy"] = {"float_model_pct": base, "rows": [asdict(a) for a in acc]}
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = out / "winograd_study.json"
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    png = plot_errors(rows, out / "winograd_study.png")
+    console.print(f"wrote {json_path} and {png} in {time.perf_counter() - started:.1f} s")
+
+
+def _cost_dict(c: WinogradCost) -> dict[str, object]:
+    return {
+        "m": c.m,
+        "r": c.r,
+        "dims": c.dims,
+        "multiplies_per_output": c.multiplies_per_output,
+        "direct_multiplies_per_output": c.direct_multiplies_per_output,
+        "multiply_reduction": c.multiply_reduction,
+        "input_expansion": c.input_expansion,
+        "weight_expansion": c.weight_expansion,
+        "input_transform": asdict(c.input_transform),
+        "output_transform": asdict(c.output_transform),
+        "weight_transform": asdict(c.weight_transform),
+    }
+
+
+def _row_dict(row: ErrorRow) -> dict[str, object]:
+    out = asdict(row)
+    out["error_growth"] = row.error_growth
+    return out
+
+
+@app.command()
+def transforms(
+    m: Annotated[int, typer.Argument(help="Outputs per tile")],
+    r: Annotated[int, typer.Argument(help="Filter taps")],
+    points: Annotated[
+        str | None, typer.Option(help="m+r-1 comma-separated points, e.g. 0,1,-1,1/2,inf")
+    ] = None,
+) -> None:
+    """Print the exact AT, G, BT of F(m, r) and its 2-D accounting."""
+    pts = None if points is None else _split(points, "points")
+    mats = cook_toom(m, r, pts)
+    for label, mat in zip(("AT", "G", "BT"), mats, strict=True):
+        table = Table(title=label, show_header=False)
+        for _ in mat[0]:
+            table.add_column(justify="right")
+        for row in mat:
+            table.add_row(*(str(v) for v in row))
+        console.print(table)
+    console.print(_cost_table([winograd_cost(m, r, points=pts)]))
