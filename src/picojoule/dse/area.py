@@ -15,8 +15,8 @@ The model, in three steps (docs/dse.md derives and checks it):
    two end anchors; the middle anchor (16-bit add) checks it to 5 %.
 3. **Node scaling** - logic by Stillmaker & Baas, "Scaling equations for the accurate
    prediction of CMOS device performance from 180 nm to 7 nm", Integration 58 (2017),
-   area table; SRAM by the published 6T high-density bitcell of each node divided by an
-   array efficiency (below).
+   area table (5 nm from TSMC's N5 density claim); SRAM by the published 6T high-density
+   bitcell of each node divided by an array efficiency (below).
 
 All areas are in um^2 (`_um2`). Wiring, control, NoC and clock tree are not modelled.
 """
@@ -61,6 +61,9 @@ _FMUL_EXP = math.log(_FP32_MUL_UM2 / _FP16_MUL_UM2) / math.log(24 * 24 / 121)  #
 
 # --- node scaling -------------------------------------------------------------------------------
 # Logic area relative to 45 nm: Stillmaker & Baas (2017), area scaling table, 45 nm row.
+# 5 nm is past the paper: TSMC N5 has 1.84x the logic density of N7 (Yeap et al., IEDM 2019).
+# 12 nm (TSMC 12FFN) and 4 nm (TSMC N4) are foundry names of 16 nm- and 5 nm-class processes
+# and share their factors, as in picojoule.energy's node table.
 _LOGIC_SCALE_VS_45NM: dict[int, float] = {
     90: 2.8,
     65: 1.5,
@@ -68,8 +71,11 @@ _LOGIC_SCALE_VS_45NM: dict[int, float] = {
     32: 0.46,
     16: 0.19,
     14: 0.17,
+    12: 0.19,
     10: 0.10,
     7: 0.059,
+    5: 0.059 / 1.84,
+    4: 0.059 / 1.84,
 }
 
 # High-density 6T SRAM bitcell area per node (um^2), from each node's technology paper.
@@ -80,8 +86,11 @@ _BITCELL_UM2: dict[int, float] = {
     32: 0.171,  # Intel 32 nm: Natarajan et al., IEDM 2008
     16: 0.070,  # TSMC 16 nm FinFET: Wu et al., IEDM 2013
     14: 0.0588,  # Intel 14 nm: Natarajan et al., IEDM 2014
+    12: 0.070,  # TSMC 12FFN: a 16 nm-class process, the 16 nm cell
     10: 0.0312,  # Intel 10 nm: Auth et al., IEDM 2017
     7: 0.027,  # TSMC 7 nm: Wu et al., IEDM 2016
+    5: 0.021,  # TSMC 5 nm: Yeap et al., IEDM 2019
+    4: 0.021,  # TSMC N4: 5 nm-class, the 5 nm cell
 }
 
 # Fraction of an SRAM macro that is bitcells (the rest: decoders, sense amps, write assist,

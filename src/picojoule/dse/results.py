@@ -290,13 +290,16 @@ class ResultsDB:
 
 
 def _link(conn: Any, run_id: str, keys: list[str], generation: int) -> int:
-    """Append `keys` to the run's points (next sequence numbers); existing links are kept."""
+    """Append `keys` to the run's points with dense sequence numbers; keys the run already
+    holds are skipped. Returns how many were added."""
     start = conn.execute(
         "SELECT COALESCE(MAX(seq), -1) + 1 FROM run_points WHERE run_id = ?", (run_id,)
     ).fetchone()[0]
-    before = conn.total_changes
-    conn.executemany(
-        "INSERT OR IGNORE INTO run_points VALUES (?, ?, ?, ?)",
-        [(run_id, k, start + i, generation) for i, k in enumerate(keys)],
-    )
-    return conn.total_changes - before
+    added = 0
+    for key in keys:
+        cur = conn.execute(
+            "INSERT OR IGNORE INTO run_points VALUES (?, ?, ?, ?)",
+            (run_id, key, start + added, generation),
+        )
+        added += cur.rowcount
+    return added

@@ -251,6 +251,9 @@ def _range_values(name: str, spec: dict[str, Any]) -> list[Scalar]:
 
 def _check_value(spec: ParamSpec, value: Scalar) -> Scalar:
     where = f"parameter {spec.name!r} value {value!r}"
+    if isinstance(value, bool):
+        want = "text" if spec.type == "str" else f"a number ({spec.type})"
+        raise SpaceError(f"{where}: expected {want}, not a yes/no value")
     if not _is_scalar(value):
         raise SpaceError(f"{where}: expected a single {spec.type} value, not a nested structure")
     if spec.type == "str":
@@ -259,7 +262,7 @@ def _check_value(spec: ParamSpec, value: Scalar) -> Scalar:
             if isinstance(value, int) and spec.name == "sparsity":
                 hint = " (YAML reads an unquoted 2:4 as the base-60 number 124; quote it: '2:4')"
             raise SpaceError(f"{where}: expected text{hint}")
-    elif isinstance(value, str | bool):
+    elif isinstance(value, str):
         raise SpaceError(f"{where}: expected a number ({spec.type})")
     elif spec.type == "int":
         if value != int(value):
