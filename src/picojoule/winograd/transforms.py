@@ -1,6 +1,6 @@
 """Exact Cook–Toom transforms for 1-D Winograd minimal filtering F(m, r).
 
-Public: `cook_toom`, `default_points`, `integer_points`, `point_set`, `POINT_SETS`,
+Public: `cook_toom`, `clear_cache`, `default_points`, `integer_points`, `point_set`, `POINT_SETS`,
 `parse_points`, `INF`, `check_exact`, `correlate_exact`, `winograd_exact`, `Matrix`, `Point`.
 
 F(m, r) computes m outputs of the r-tap correlation y_i = sum_k d_{i+k} g_k from n = m + r - 1
@@ -41,6 +41,7 @@ __all__ = [
     "Point",
     "POINT_SETS",
     "check_exact",
+    "clear_cache",
     "cook_toom",
     "correlate_exact",
     "default_points",
@@ -228,6 +229,11 @@ def cook_toom(
     pts = default_points(m + r - 1) if points is None else parse_points(points)
     _check_args(m, r, pts)
     return _cook_toom(m, r, pts)
+
+
+def clear_cache() -> None:
+    """Forget every derived transform, so that the next `cook_toom` call derives afresh."""
+    _cook_toom.cache_clear()
 
 
 def check_exact(at: Matrix, g: Matrix, bt: Matrix) -> bool:
