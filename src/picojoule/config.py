@@ -1,0 +1,89 @@
+"""One verb for every model transformation: `apply(model, cfg, filter_fn=...)`.
+
+Configs are frozen dataclasses; each config type has exactly one handler, registered with
+`@register_handler(ConfigType)` by the package that owns it (quant, sparsity, winograd).
+The verbs `quantize_`, `sparsify_` and `winogradize_` are thin wrappers over `apply`.
+
+A handler receives `(module, name, cfg)` for each selected leaf module and returns an
+`Applied` record (what it did, or why it skipped) so every verb can print a per-layer table.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch.nn as nn
+
+from picojoule.errors import ConfigError
+
+__all__ = ["Applied", "register_handler", "handler_for", "apply", "match_name"]
+
+C = TypeVar("C")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Applied:
+    """What a handler did to one module: `action` is empty when it skipped (`reason` says why)."""
+
+    name: str
+    kind: str
+    action: str = ""
+    reason: str = ""
+
+    @property
+    def skipped(self) -> bool:
+        return not self.action
+
+
+Handler = Callable[[nn.Module, str, Any], Applied | None]
+_HANDLERS: dict[type, Handler] = {}
+
+
+def register_handler(config_type: type[C]) -> Callable[[Handler], Handler]:
+    """Register the function that applies configs of `config_type` to one module."""
+
+    def deco(fn: Handler) -> Handler:
+        _HANDLERS[config_type] = fn
+        return fn
+
+    return deco
+
+
+def handler_for(cfg: object) -> Handler:
+    for cls in type(cfg).__mro__:
+        if cls in _HANDLERS:
+            return _HANDLERS[cls]
+    known = ", ".join(sorted(t.__name__ for t in _HANDLERS)) or "none registered"
+    raise ConfigError(f"no handler for config type {type(cfg).__name__}; known: {known}")
+
+
+def match_name(name: str, pattern: str) -> bool:
+    """Module-name glob (`fnmatch`), e.g. `classifier*`, `*.attention.*`."""
+    return fnmatch.fnmatchcase(name, pattern)
+
+
+def apply(
+    model: nn.Module,
+    cfg: object,
+    *,
+    filter_fn: Callable[[nn.Module, str], bool] | None = None,
+) -> list[Applied]:
+    """Apply `cfg` in place to every leaf module of `model` that `filter_fn` accepts.
+
+    Returns one `Applied` per visited module (skips included, with their reason).
+    """
+    handler = handler_for(cfg)
+    results: list[Applied] = []
+    # Snapshot first: handlers may replace children while we walk.
+    for name, module in list(model.named_modules()):
+        if name == "" and len(list(model.children())) > 0:
+            continue
+        if filter_fn is not None and not filter_fn(module, name):
+            continue
+        rec = handler(module, name, cfg)
+        if rec is not None:
+            results.append(rec)
+    return results

@@ -1,0 +1,194 @@
+"""Reference casts: float in, float out, every output value exactly representable.
+
+Plain torch, the single source of truth that every fast path (Triton, CUDA) is tested against.
+
+Float rounding works on the magnitude `a`: with `q = 2^(max(e(a), emin) - mbits)` the spacing of
+the target grid around `a` (a power of two built straight from the exponent bits), the result is
+`round(a / q) * q`. Both the scaling and the product are exact, so the only rounding is the
+integer rounding of `a / q` - `torch.round` is round-half-to-even, which gives IEEE RNE, ties
+included, for normals and subnormals alike. The same `t = a / q` gives truncation and stochastic
+rounding.
+
+Work is done in cache-sized chunks so that the ~10 elementwise passes stay in L2 and the tensor
+is read from and written to main memory once (benchmarks/bench_formats.py measures this).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from picojoule.errors import FormatError
+from picojoule.formats.spec import FloatFormat, IntFormat, LNSFormat, Rounding
+
+__all__ = ["quantize_float", "quantize_int", "quantize_lns", "CHUNK"]
+
+CHUNK = 1 << 16  # elements per chunk: 256 KiB of fp32, intermediates stay in L2
+_ROUNDINGS = ("nearest_even", "stochastic", "toward_zero")
+
+
+def _check(x: torch.Tensor, fmt_name: str, rounding: str) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise FormatError(f"{fmt_name}: expected a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise FormatError(
+            f"{fmt_name}: quantize takes a floating-point tensor, got {x.dtype}; "
+            "convert first, e.g. x.float()"
+        )
+    if rounding not in _ROUNDINGS:
+        raise FormatError(f"unknown rounding {rounding!r}; use one of {', '.join(_ROUNDINGS)}")
+
+
+def _chunked(x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    flat = x.reshape(-1)
+    if flat.numel() <= CHUNK:
+        return fn(flat).view(x.shape)
+    out = torch.empty_like(flat)
+    for i in range(0, flat.numel(), CHUNK):
+        out[i : i + CHUNK] = fn(flat[i : i + CHUNK])
+    return out.view(x.shape)
+
+
+def _round(t: torch.Tensor, rounding: str, generator: torch.Generator | None) -> torch.Tensor:
+    """Round `t` to integer values (a new tensor). All three modes are symmetric under negation
+    (half-to-even, truncation, and floor + [u < frac] stochastic rounding)."""
+    if rounding == "nearest_even":
+        return torch.round(t)
+    if rounding == "toward_zero":
+        return torch.trunc(t)
+    # Stochastic: floor(t) + [u < frac(t)] is exactly unbiased: torch.rand draws multiples of
+    # 2^-24 and frac(t) has at most 24 significant bits here.
+    floor = torch.floor(t)
+    u = torch.rand(t.shape, generator=generator, dtype=t.dtype, device=t.device)
+    return floor.add_((u < t - floor).to(t.dtype))
+
+
+def _work_dtype(x: torch.Tensor, fmt: FloatFormat) -> tuple[torch.dtype, torch.dtype, int, int]:
+    """(float dtype, same-width int dtype, mantissa bits, bias) in which rounding is exact."""
+    fits32 = fmt.emin - fmt.mbits >= -126 and fmt.emax <= 126 and fmt.mbits <= 22
+    if x.dtype != torch.float64 and fits32:
+        return torch.float32, torch.int32, 23, 127
+    if fmt.emin - fmt.mbits >= -1022 and fmt.emax <= 1022 and fmt.mbits <= 51:
+        return torch.float64, torch.int64, 52, 1023
+    raise FormatError(f"{fmt.name}: range too wide to emulate in float64")
+
+
+def quantize_float(
+    x: torch.Tensor,
+    fmt: FloatFormat,
+    *,
+    rounding: Rounding = "nearest_even",
+    saturate: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Round `x` onto `fmt`'s grid.
+
+    Overflow (a finite value that rounds past `fmt.max`, or +-inf):
+    `saturate=True` gives +-max (torch's float8 cast for e4m3fn, PTX `cvt.satfinite`, the OCP MX
+    element conversion); `saturate=False` gives +-inf where the format has inf, else NaN
+    (ml_dtypes' behaviour). Formats with neither inf nor NaN (e2m1, e3m2, e2m3) always saturate.
+    NaN stays NaN (also for formats without a NaN code: the float container can hold it;
+    `encode` refuses it). fnuz formats have no -0: negative values that round to zero give +0.
+    Unsigned formats (e8m0) give NaN for negative inputs and for zero (which they cannot hold).
+    """
+    _check(x, fmt.name, rounding)
+    in_dtype = x.dtype
+    wdt, idt, wm, wbias = _work_dtype(x, fmt)
+    e_lo, e_hi = fmt.emin + wbias, fmt.emax + wbias
+    fmax, fmin = fmt.max, fmt.min_normal
+    overflow_val = float("inf") if fmt.inf else float("nan")
+    if saturate or (not fmt.inf and fmt.nan == "none"):
+        overflow_val = fmax
+
+    exp_mask = ((1 << (wdt.itemsize * 8 - 1 - wm)) - 1) << wm  # exponent field, in place
+    lo_bits, hi_bits, m_bits = e_lo << wm, e_hi << wm, fmt.mbits << wm
+    inv_base = (2 * wbias + fmt.mbits) << wm
+    overflow = fmax if overflow_val == fmax else None
+
+    def one(xc: torch.Tensor) -> torch.Tensor:
+        xc = xc.to(wdt)
+        # The exponent mask drops the sign bit: no |x| pass needed. Rounding modes are
+        # symmetric, so rounding the signed t keeps the sign (and -0) for free.
+        field = (xc.view(idt) & exp_mask).clamp_(lo_bits, hi_bits)  # exponent, in range
+        q = (field - m_bits).view(wdt)  # grid spacing 2^(e - mbits)
+        inv_q = torch.sub(inv_base, field).view(wdt)  # its exact reciprocal
+        y = _round(xc * inv_q, rounding, generator).mul_(q)
+        if overflow is not None:
+            y = y.clamp_(-overflow, overflow)  # NaN passes through clamp
+        else:
+            y = y.masked_fill_(y.abs() > fmax, overflow_val).copysign_(xc)
+        if not fmt.signed:
+            y = torch.where(xc > 0, y, float("nan"))
+        if not fmt.has_zero:
+            y = y.clamp_(min=fmin)  # no zero code (e8m0): the smallest value is the nearest
+        if fmt.nan == "neg_zero":
+            y = y.add_(0.0)  # -0 + 0 = +0 under RNE: fnuz has no negative zero
+        return y.to(in_dtype)
+
+    return _chunked(x, one)
+
+
+def quantize_int(
+    x: torch.Tensor,
+    fmt: IntFormat,
+    *,
+    rounding: Rounding = "nearest_even",
+    saturate: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Round `x` to integers in [qmin, qmax].
+
+    `saturate=False` wraps modulo 2^bits (two's-complement hardware, and ml_dtypes' C-style cast
+    when combined with `rounding="toward_zero"`). NaN stays NaN; +-inf saturates.
+    """
+    _check(x, fmt.name, rounding)
+    if not saturate and fmt.narrow:
+        raise FormatError(f"{fmt.name}: a narrow range cannot wrap; use saturate=True")
+    lo, hi, span = float(fmt.qmin), float(fmt.qmax), float(1 << fmt.bits)
+
+    def one(xc: torch.Tensor) -> torch.Tensor:
+        w = xc if xc.dtype == torch.float64 else xc.float()
+        r = _round(w, rounding, generator)  # round-half-even, trunc, SR: all symmetric
+        if saturate:
+            r = r.clamp_(lo, hi)
+        else:  # wrap in exact integer arithmetic (float loses bits above 2^24)
+            finite = torch.isfinite(r)
+            wrapped = (torch.where(finite, r, 0.0).to(torch.int64) - int(lo)) % int(span) + int(lo)
+            r = torch.where(finite, wrapped.to(r.dtype), r.clamp(lo, hi))
+        return r.to(xc.dtype)
+
+    return _chunked(x, one)
+
+
+def quantize_lns(
+    x: torch.Tensor,
+    fmt: LNSFormat,
+    *,
+    rounding: Rounding = "nearest_even",
+    saturate: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Round log2|x| to the nearest multiple of 2^-frac_bits (in float64: log2 is not exact in
+    float32 near code boundaries). Below half the smallest magnitude flushes to 0; above the
+    largest saturates (`saturate=False`: inf)."""
+    _check(x, fmt.name, rounding)
+    step = float(1 << fmt.frac_bits)
+    lo, hi = fmt.kmin, fmt.kmax
+
+    def one(xc: torch.Tensor) -> torch.Tensor:
+        w = xc.to(torch.float64)
+        a = w.abs()
+        logs = torch.log2(a).mul_(step)
+        # toward_zero means toward zero magnitude: floor in the log domain, not trunc.
+        k = logs.floor_() if rounding == "toward_zero" else _round(logs, rounding, generator)
+        big = k > hi
+        k = k.clamp_(lo, hi)
+        y = torch.exp2(k / step)
+        y = torch.where(a < 0.5 * fmt.min_normal, 0.0, y)
+        if not saturate:
+            y = torch.where(big, float("inf"), y)
+        y = torch.where(torch.isnan(a), float("nan"), y)
+        return torch.copysign(y, w).to(xc.dtype)
+
+    return _chunked(x, one)

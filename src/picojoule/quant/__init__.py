@@ -1,0 +1,26 @@
+"""Quantizing models: `quantize_(model, recipe)`, calibration, fake-quant modules, report.
+
+Public: `quantize_`, `parse_recipe`, `QuantConfig`, `TensorQuant`, `calibrate`, `report`,
+`LayerQuant`, `ste`. Importable with torch + numpy alone.
+"""
+
+from picojoule.quant.api import LayerQuant, quantize_, report, weight_transforms
+from picojoule.quant.calibrate import calibrate
+from picojoule.quant.modules import ActivationFakeQuant, CodebookWeight, WeightFakeQuant, ste
+from picojoule.quant.recipe import QuantConfig, TensorQuant, parse_recipe, resolve_format
+
+__all__ = [
+    "quantize_",
+    "parse_recipe",
+    "resolve_format",
+    "QuantConfig",
+    "TensorQuant",
+    "calibrate",
+    "report",
+    "LayerQuant",
+    "ste",
+    "WeightFakeQuant",
+    "CodebookWeight",
+    "ActivationFakeQuant",
+    "weight_transforms",
+]

@@ -1,0 +1,184 @@
+"""`quantize_(model, recipe)` and `report(model)`.
+
+quantize_ goes through the one handler table (`picojoule.config.apply`). It leaves module
+classes alone: weight fake-quant is a parametrization, activation fake-quant a forward pre-hook
+with its quantizer registered as the submodule `input_quantizer`, so `state_dict`, sparsity
+masks and `winogradize_` all keep working on the same modules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+from torch.nn.utils import parametrize
+
+from picojoule.config import Applied, apply, match_name, register_handler
+from picojoule.errors import ConfigError
+from picojoule.formats import CodebookFormat, Format
+from picojoule.quant.modules import (
+    ActivationFakeQuant,
+    CodebookWeight,
+    WeightFakeQuant,
+    reduction_last,
+)
+from picojoule.quant.recipe import QuantConfig, parse_recipe
+
+__all__ = ["quantize_", "report", "LayerQuant", "SUPPORTED", "weight_transforms"]
+
+SUPPORTED: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d)
+
+
+def _input_hook(module: nn.Module, args: tuple) -> tuple:
+    if not args:
+        return args
+    return (module.input_quantizer(args[0]), *args[1:])
+
+
+@register_handler(QuantConfig)
+def _quantize_module(module: nn.Module, name: str, cfg: QuantConfig) -> Applied | None:
+    if not isinstance(module, SUPPORTED):
+        return None
+    kind = type(module).__name__
+    if hasattr(module, "input_quantizer") or _has_quant(module):
+        return Applied(name=name, kind=kind, reason="already quantized")
+    layer_cfg = cfg.for_module(name)
+    if layer_cfg is None or (layer_cfg.weight is None and layer_cfg.activation is None):
+        return Applied(name=name, kind=kind, reason="kept in float by the recipe")
+    done = []
+    if layer_cfg.weight is not None:
+        fmt = layer_cfg.weight.resolve("weight")
+        if isinstance(fmt, CodebookFormat):
+            transform: nn.Module = CodebookWeight(fmt, module.weight)
+        else:
+            transform = WeightFakeQuant(fmt, layer_cfg.weight.rounding)
+        parametrize.register_parametrization(module, "weight", transform)
+        done.append(f"w:{fmt.name}")
+    if layer_cfg.activation is not None:
+        a = layer_cfg.activation
+        module.input_quantizer = ActivationFakeQuant(
+            a.resolve("activation"), calibration=a.calibration, percentile=a.percentile
+        )
+        module.register_forward_pre_hook(_input_hook)
+        done.append(f"a:{module.input_quantizer.fmt.name}")
+    return Applied(name=name, kind=kind, action=",".join(done))
+
+
+def _has_quant(module: nn.Module) -> bool:
+    return any(isinstance(t, WeightFakeQuant | CodebookWeight) for t in weight_transforms(module))
+
+
+def weight_transforms(module: nn.Module) -> list[nn.Module]:
+    """The parametrizations stacked on `module.weight`, in application order."""
+    if not parametrize.is_parametrized(module, "weight"):
+        return []
+    return list(module.parametrizations["weight"])  # type: ignore[index]
+
+
+def quantize_(
+    model: nn.Module,
+    recipe: str | QuantConfig,
+    *,
+    overrides: Mapping[str, str | QuantConfig | None] | None = None,
+    filter_fn: Callable[[nn.Module, str], bool] | None = None,
+    backend: str = "emulate",
+) -> list[Applied]:
+    """Quantize `model` in place; returns one record per supported layer (done or skipped).
+
+    backend: "emulate" (fake-quant, bit-exact values, any device) or "triton" (real packed
+    weights and fused kernels from `picojoule.gpu`, CUDA only).
+    """
+    cfg = parse_recipe(recipe, overrides)
+    if backend == "triton":
+        from picojoule.gpu.modules import to_packed_
+
+        if cfg.activation is not None or cfg.weight is None:
+            raise ConfigError("backend='triton' runs weight-only recipes (w:...); drop a:")
+        return to_packed_(model, cfg.weight.format)
+    if backend != "emulate":
+        raise ConfigError(f"unknown backend {backend!r}; use 'emulate' or 'triton'")
+    names = [n for n, m in model.named_modules() if isinstance(m, SUPPORTED)]
+    if not names:
+        raise ConfigError(
+            f"{type(model).__name__} has no layer picojoule can quantize "
+            f"(supported: {', '.join(t.__name__ for t in SUPPORTED)})"
+        )
+    unmatched = [g for g, _ in cfg.overrides if not any(match_name(n, g) for n in names)]
+    if unmatched:
+        raise ConfigError(
+            f"recipe overrides name layers that do not exist: {', '.join(unmatched)}; "
+            f"the model's layers are: {', '.join(names[:12])}{' ...' if len(names) > 12 else ''}"
+        )
+    return apply(model, cfg, filter_fn=filter_fn)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayerQuant:
+    """Per-layer quantization summary: formats, bits and the weight error it causes."""
+
+    name: str
+    kind: str
+    weight_format: str
+    activation_format: str
+    bits_per_weight: float
+    weight_mse: float
+    weight_max_error: float
+    weight_rel_rmse: float
+
+    def to_dict(self) -> dict:
+        return self.__dict__.copy()
+
+
+def _format_of(module: nn.Module) -> Format | None:
+    for t in weight_transforms(module):
+        if isinstance(t, WeightFakeQuant | CodebookWeight):
+            return t.fmt
+    return None
+
+
+def _kind(m: nn.Module) -> str:
+    """Layer class name, seeing through parametrize's generated subclass."""
+    cls = type(m)
+    return cls.__bases__[0].__name__ if cls.__name__.startswith("Parametrized") else cls.__name__
+
+
+def report(model: nn.Module) -> list[LayerQuant]:
+    """Per supported layer: formats, bits/weight, and weight MSE / max error vs float."""
+    rows = []
+    for name, m in model.named_modules():
+        if not isinstance(m, SUPPORTED):
+            continue
+        fmt = _format_of(m)
+        if parametrize.is_parametrized(m, "weight"):
+            w = m.parametrizations["weight"].original.detach()  # type: ignore[index]
+        else:
+            w = m.weight.detach()
+        with torch.no_grad():
+            q = m.weight.detach()
+        err = (q.float() - w.float()).flatten()
+        rms_w = float(w.float().pow(2).mean().sqrt()) or 1.0
+        aq = getattr(m, "input_quantizer", None)
+        rows.append(
+            LayerQuant(
+                name=name,
+                kind=_kind(m),
+                weight_format=fmt.name if fmt else str(w.dtype).removeprefix("torch."),
+                activation_format=aq.fmt.name if aq is not None else "-",
+                bits_per_weight=fmt.bits_per_element if fmt else float(w.element_size() * 8),
+                weight_mse=float(err.pow(2).mean()),
+                weight_max_error=float(err.abs().max()) if err.numel() else 0.0,
+                weight_rel_rmse=float(err.pow(2).mean().sqrt()) / rms_w,
+            )
+        )
+    return rows
+
+
+def layer_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    """Reduction-last 2-D shape of each supported layer's weight (what formats see)."""
+    return {
+        n: tuple(reduction_last(m.weight.detach(), "weight").shape)
+        for n, m in model.named_modules()
+        if isinstance(m, SUPPORTED)
+    }

@@ -1,0 +1,157 @@
+"""Quantization recipes: frozen configs, parsed from short strings.
+
+    "w:nvfp4,a:e4m3"                    weights NVFP4, activations FP8 E4M3 (per-tensor scaled)
+    "w:vsq4_v16_s4,a:vsq4u_v16"         VS-Quant weights and (unsigned) activations
+    "w:int4/channel"                    weight-only
+    "w:int8,a:int8,cal:percentile99.9"  static activation scales from calibration
+    "w:e4m3,round:stochastic"           stochastic rounding of weights
+
+Keys: `w` weight format, `a` activation format, `cal` activation calibration (`dynamic`
+default, `max`, `percentileP`, `mse`, `entropy`), `round` weight rounding
+(`nearest_even`, `stochastic`, `toward_zero`).
+
+A bare element name gets the scaling practice uses: integers, LNS and floats of <= 8 bits are
+scaled per output channel (weights) or per tensor (activations); 16-bit and wider floats are
+cast directly. `/none` asks for a raw cast (`a:e4m3/none`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from picojoule.errors import ConfigError, FormatError
+from picojoule.formats import (
+    CodebookFormat,
+    FloatFormat,
+    Format,
+    IntFormat,
+    LNSFormat,
+    get,
+)
+
+__all__ = ["TensorQuant", "QuantConfig", "parse_recipe", "resolve_format", "CALIBRATIONS"]
+
+CALIBRATIONS = ("dynamic", "max", "percentile", "mse", "entropy")
+_KEYS = ("w", "a", "cal", "round")
+_ROUNDINGS = ("nearest_even", "stochastic", "toward_zero")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TensorQuant:
+    """How one tensor (weight or activation) is fake-quantized."""
+
+    format: str
+    rounding: str = "nearest_even"
+    calibration: str = "dynamic"
+    percentile: float = 99.99
+
+    def resolve(self, role: str) -> Format:
+        return resolve_format(self.format, role)
+
+
+@dataclass(frozen=True, kw_only=True)
+class QuantConfig:
+    """A recipe: weight and activation quantization plus per-layer overrides by name glob.
+
+    An override maps a module-name glob to another QuantConfig, or to None to keep that layer
+    in float. The first matching glob wins.
+    """
+
+    weight: TensorQuant | None = None
+    activation: TensorQuant | None = None
+    overrides: tuple[tuple[str, QuantConfig | None], ...] = field(default=())
+    name: str = ""
+
+    def for_module(self, module_name: str) -> QuantConfig | None:
+        from picojoule.config import match_name
+
+        for pattern, cfg in self.overrides:
+            if match_name(module_name, pattern):
+                return cfg
+        return self
+
+    def __str__(self) -> str:
+        if self.name:
+            return self.name
+        parts = []
+        if self.weight:
+            parts.append(f"w:{self.weight.format}")
+        if self.activation:
+            parts.append(f"a:{self.activation.format}")
+        return ",".join(parts) or "fp32"
+
+
+def resolve_format(name: str, role: str) -> Format:
+    """The format a recipe's element name stands for, with the default scaling applied."""
+    if name.endswith("/none"):
+        return get(name[: -len("/none")])
+    fmt = get(name)
+    needs_scale = isinstance(fmt, IntFormat | LNSFormat) or (
+        isinstance(fmt, FloatFormat) and fmt.bits <= 8
+    )
+    if needs_scale and fmt.name != "float8_e8m0fnu":
+        gran = "channel" if role == "weight" else "tensor"
+        return get(f"{name}/{gran}")
+    if isinstance(fmt, CodebookFormat) and role != "weight":
+        raise ConfigError(f"{name}: codebooks share weights; use them for w:, not a:")
+    return fmt
+
+
+def _parse_cal(value: str) -> tuple[str, float]:
+    if value in ("dynamic", "max", "mse", "entropy"):
+        return value, 99.99
+    if m := re.fullmatch(r"percentile(\d+(?:\.\d+)?)?", value):
+        p = float(m[1]) if m[1] else 99.99
+        if not 0 < p <= 100:
+            raise ConfigError(f"cal:{value}: the percentile must be in (0, 100]")
+        return "percentile", p
+    raise ConfigError(f"cal:{value}: unknown calibration; use one of {', '.join(CALIBRATIONS)}")
+
+
+def parse_recipe(
+    recipe: str | QuantConfig, overrides: Mapping[str, str | QuantConfig | None] | None = None
+) -> QuantConfig:
+    """Parse `"w:...,a:...,cal:...,round:..."` (and per-layer overrides) into a QuantConfig."""
+    if isinstance(recipe, QuantConfig):
+        base = recipe
+    else:
+        if not isinstance(recipe, str):
+            raise ConfigError(f"a recipe is a string or QuantConfig, not {type(recipe).__name__}")
+        fields: dict[str, str] = {}
+        text = recipe.strip()
+        if text and text not in ("fp32", "float", "none"):
+            for part in text.split(","):
+                key, sep, value = part.strip().partition(":")
+                key, value = key.strip().lower(), value.strip().lower()
+                if not sep or not value:
+                    raise ConfigError(f"recipe {recipe!r}: {part!r} is not key:value (e.g. w:int8)")
+                if key not in _KEYS:
+                    raise ConfigError(
+                        f"recipe {recipe!r}: unknown key {key!r}; valid keys: {', '.join(_KEYS)}"
+                    )
+                if key in fields:
+                    raise ConfigError(f"recipe {recipe!r}: key {key!r} given twice")
+                fields[key] = value
+        cal, pct = _parse_cal(fields.get("cal", "dynamic"))
+        rounding = fields.get("round", "nearest_even")
+        if rounding not in _ROUNDINGS:
+            raise ConfigError(f"round:{rounding}: use one of {', '.join(_ROUNDINGS)}")
+        weight = activation = None
+        try:
+            if "w" in fields:
+                weight = TensorQuant(format=fields["w"], rounding=rounding)
+                weight.resolve("weight")
+            if "a" in fields:
+                activation = TensorQuant(format=fields["a"], calibration=cal, percentile=pct)
+                activation.resolve("activation")
+        except FormatError as e:
+            raise ConfigError(f"recipe {recipe!r}: {e}") from None
+        if "cal" in fields and activation is None:
+            raise ConfigError(f"recipe {recipe!r}: cal: calibrates activations; add a:<format>")
+        base = QuantConfig(weight=weight, activation=activation, name=text)
+    if not overrides:
+        return base
+    ov = tuple((glob, None if v is None else parse_recipe(v)) for glob, v in overrides.items())
+    return QuantConfig(weight=base.weight, activation=base.activation, overrides=ov, name=base.name)
