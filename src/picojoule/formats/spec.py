@@ -35,7 +35,7 @@ Rounding = Literal["nearest_even", "stochastic", "toward_zero"]
 
 @dataclass(frozen=True, kw_only=True)
 class FloatFormat:
-    """Binary floating point: sign, `ebits` exponent bits with `bias`, `mbits` stored mantissa bits."""
+    """Binary floating point: sign, `ebits` exponent bits (with `bias`), `mbits` mantissa bits."""
 
     name: str
     ebits: int
@@ -148,7 +148,7 @@ class FloatFormat:
 
 @dataclass(frozen=True, kw_only=True)
 class IntFormat:
-    """Two's-complement (or unsigned) integer grid; `narrow` drops -2^(N-1) so the range is symmetric."""
+    """Two's-complement (or unsigned) integers; `narrow` drops -2^(N-1): a symmetric range."""
 
     name: str
     bits: int
