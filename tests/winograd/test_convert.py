@@ -170,3 +170,25 @@ def test_config_normalizes_and_validates() -> None:
         WinogradConfig(points=("x",))
     with pytest.raises(FormatError):
         WinogradConfig(transform_format="fp7")
+
+
+@pytest.mark.parametrize("order", ["quantize_first", "winogradize_first"])
+def test_composes_with_quantize_in_either_order(order: str) -> None:
+    from picojoule.quant import quantize_
+
+    torch.manual_seed(0)
+    ref = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 3)).to(F64)
+    model = copy.deepcopy(ref)
+    quantize_(ref, "w:e4m3,a:e4m3")
+    if order == "quantize_first":
+        quantize_(model, "w:e4m3,a:e4m3")
+        records = winogradize_(model)
+    else:
+        records = winogradize_(model)
+        quantize_(model, "w:e4m3,a:e4m3")
+    assert [r.action[:10] for r in records] == ["F(4x4,3x3)", "F(4x4,3x3)"]
+    assert all(isinstance(m, WinogradConv2d) for m in (model[0], model[2]))
+    assert hasattr(model[0], "input_quantizer")
+    x = torch.randn(2, 3, 9, 9, dtype=F64)
+    # Exact Winograd on the same fake-quantized operands: the quantized direct model's output.
+    torch.testing.assert_close(model(x), ref(x), rtol=0, atol=1e-10)

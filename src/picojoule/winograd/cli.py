@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Annotated
 
@@ -90,23 +90,23 @@ def _cost_table(costs: Sequence[WinogradCost]) -> Table:
     return table
 
 
-def _error_table(rows: Sequence[ErrorRow], data: str, fmts: Sequence[str]) -> Table:
-    picked = [r for r in rows if r.data == data]
-    table = Table(title=f"max relative error on {data} data (x = growth over direct conv)")
+def _error_table(rows: Sequence[ErrorRow], title: str, fmts: Sequence[str]) -> Table:
+    """One row per (tile, point set), one column per format; several data sets: the worst."""
+    table = Table(title=f"{title} (growth over direct conv in the same format)")
     table.add_column("tile", justify="right")
     table.add_column("points")
     for fmt in fmts:
         table.add_column(fmt, justify="right")
-    direct = {r.format: r.direct.max_rel for r in picked}
+    direct = {f: max(r.direct.max_rel for r in rows if r.format == f) for f in fmts}
     table.add_row("direct", "", *(_fmt_err(direct[f]) for f in fmts), style="dim")
-    keys = list(dict.fromkeys((r.m, r.point_set) for r in picked))
-    by_key = {(r.m, r.point_set, r.format): r for r in picked}
-    for m, ps in keys:
+    for m, ps in dict.fromkeys((r.m, r.point_set) for r in rows):
         cells = []
         for fmt in fmts:
-            row = by_key[(m, ps, fmt)]
-            cells.append(f"{_fmt_err(row.winograd.max_rel)} ({row.error_growth:.2g}x)")
-        table.add_row(f"F({m},{picked[0].r})", ps, *cells)
+            group = [r for r in rows if (r.m, r.point_set, r.format) == (m, ps, fmt)]
+            growths = [g for g in (r.error_growth for r in group) if g is not None]
+            growth = f" ({max(growths):.2g}x)" if growths else ""
+            cells.append(_fmt_err(max(r.winograd.max_rel for r in group)) + growth)
+        table.add_row(f"F({m},{rows[0].r})", ps, *cells)
     return table
 
 
@@ -126,17 +126,12 @@ Loader = Iterable[tuple[torch.Tensor, torch.Tensor]]
 
 
 def _real_operands(samples: int) -> tuple[list[ConvOperands], torch.nn.Module, Loader]:
+    """The default model's eligible conv operands on `samples` test images, model, test loader."""
     from picojoule.models.digits import load_default
 
-    model, loader = load_default()
-    batches, count = [], 0
-    for x, _ in loader:
-        batches.append(x)
-        count += len(x)
-        if count >= samples:
-            break
-    x = torch.cat(batches)[:samples]
-    return capture_conv_operands(model, x), model, loader
+    model, data = load_default()
+    ops = capture_conv_operands(model, data.x_test[:samples])
+    return ops, model, data.loader("test")
 
 
 @app.command()
@@ -172,17 +167,23 @@ def study(
             raise ConfigError(f"--point-sets: unknown {ps!r}; choose from {', '.join(POINT_SETS)}")
     operands = [random_operands(batch=batch, channels=channels, size=size, r=r, seed=seed)]
     model = loader = None
+    real_ops: list[ConvOperands] = []
     if real or accuracy:
         with console.status("loading the default model (trained once, then cached)"):
-            real_ops, model, loader = _real_operands(real_samples)
+            digits_ops, model, loader = _real_operands(real_samples)
         if real:
+            real_ops = [replace(op, name=f"digits {op.name}") for op in digits_ops]
             operands += real_ops
     with console.status("error sweep"):
         rows = error_rows(operands, tiles=tile_list, point_sets=sets, format_names=fmts)
     costs = [winograd_cost(m, r) for m in tile_list]
     console.print(_cost_table(costs))
-    for data in dict.fromkeys(row.data for row in rows):
-        console.print(_error_table(rows, data, fmts))
+    random_rows = [row for row in rows if row.data == "random"]
+    real_rows = [row for row in rows if row.data != "random"]
+    console.print(_error_table(random_rows, "max relative error, random layer", fmts))
+    if real_rows:
+        title = f"worst max relative error over {len(real_ops)} default-model layers"
+        console.print(_error_table(real_rows, title, fmts))
     report: dict[str, object] = {
         "config": {
             "tiles": tile_list,

@@ -14,12 +14,13 @@ r_h x r_w, tile m_h x m_w and n = m + r - 1:
 4. output transform Y = AT_h M AT_w^T [N, K, T_h, T_w, m_h, m_w], untiled and cropped.
 
 Transforms and the GEMMs run in the input's dtype. With `transform_format` set, U and V are
-fake-quantized to that picojoule format right before the products, laid out as
-[n_h * n_w, groups, rows, C/groups] so that the last dimension is the GEMM's reduction (the
-input channels): block-scaled formats block along channels and `/channel` formats get one
-scale per (transform coordinate, output channel) for U and per (coordinate, tile) for V. This
-models a datapath whose multipliers take that format and whose accumulators and transforms are
-wide.
+fake-quantized to that picojoule format right before the products - a datapath whose
+multipliers take that format and whose transforms and accumulators are wide. The name means
+what it means in a `quantize_` recipe (`picojoule.quant.resolve_format`): U is a weight and V an
+activation, so a bare 8-bit float or integer name is scaled per row for U and per tensor for V
+(`e4m3/none` is the raw cast). Both are laid out as [n_h * n_w, groups, rows, C/groups], the
+GEMM's reduction (input channels) last: blocks run along channels and a U row - one scale in
+`/channel` formats - is one (transform coordinate, output channel) pair.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from picojoule import formats
-from picojoule.formats import Format
+from picojoule.formats import Format, ScaledFormat
+from picojoule.quant import resolve_format
 from picojoule.winograd.errors import WinogradError
 from picojoule.winograd.transforms import Point, cook_toom, parse_points
 
@@ -149,7 +150,7 @@ def winograd_conv2d(
     m_h, m_w = _tile(tile)
     k, c_g, r_h, r_w = weight.shape
     pts = None if points is None else parse_points(points)
-    fmt = None if transform_format is None else formats.get(transform_format)
+    fmts = None if transform_format is None else operand_formats(transform_format)
 
     x = F.pad(x, _pad_amounts(padding, r_h, r_w))
     n, c, h, w = x.shape
@@ -173,8 +174,8 @@ def winograd_conv2d(
     # GEMM layout: [coordinate, group, rows, C/g] with the channel reduction last.
     v = v.reshape(n, groups, c_g, tiles, nn_).permute(4, 1, 0, 3, 2).reshape(nn_, groups, -1, c_g)
     u = u.reshape(groups, k // groups, c_g, nn_).permute(3, 0, 1, 2)
-    if fmt is not None:
-        u, v = _fake_quant(fmt, u), _fake_quant(fmt, v)
+    if fmts is not None:
+        u, v = _fake_quant(fmts[0], u, "row"), _fake_quant(fmts[1], v, "tensor")
     prod = u @ v.transpose(-1, -2)  # [n_h*n_w, groups, K/g, N*T]
     prod = prod.reshape(n_h, n_w, k, n, t_h, t_w).permute(3, 2, 4, 5, 0, 1)
     y = at_h @ prod @ at_w.T  # [N, K, T_h, T_w, m_h, m_w]
@@ -184,11 +185,24 @@ def winograd_conv2d(
     return y.squeeze(0) if unbatched else y
 
 
-def _fake_quant(fmt: Format, t: torch.Tensor) -> torch.Tensor:
+def operand_formats(name: str) -> tuple[Format, Format]:
+    """(format of U, format of V) for a transform-format name, as a quant recipe reads it."""
+    return resolve_format(name, "weight"), resolve_format(name, "activation")
+
+
+def _fake_quant(fmt: Format, t: torch.Tensor, coarse: str) -> torch.Tensor:
     """`fmt.quantize(t)` in the forward pass; the gradient passes straight through the rounding
-    (the straight-through estimator, Bengio, Leonard & Courville, arXiv:1308.3432)."""
+    (the straight-through estimator, Bengio, Leonard & Courville, arXiv:1308.3432).
+
+    coarse: the second-level scale of two-level VS-Quant formats, per row for the weight-side U
+    and per tensor for the activation-side V, as `picojoule.quant` does for weights/inputs.
+    """
     detached = t.detach()
-    return t + (fmt.quantize(detached) - detached)
+    if isinstance(fmt, ScaledFormat):
+        q = fmt.quantize(detached, coarse=coarse)  # type: ignore[arg-type]
+    else:
+        q = fmt.quantize(detached)
+    return t + (q - detached)
 
 
 def set_winograd_attrs(
@@ -214,7 +228,7 @@ def set_winograd_attrs(
     for m, r in zip(module.tile, module.kernel_size, strict=True):
         cook_toom(m, r, module.points)  # fail early on a wrong count or a repeated point
     if transform_format is not None:
-        formats.get(transform_format)  # fail early with the format registry's own message
+        operand_formats(transform_format)  # fail early with the registry's own message
     module.transform_format = transform_format
 
 

@@ -22,9 +22,8 @@ from dataclasses import dataclass
 import torch.nn as nn
 from torch.nn.utils import parametrize
 
-from picojoule import formats
 from picojoule.config import Applied, apply, register_handler
-from picojoule.winograd.conv import WinogradConv2d, set_winograd_attrs
+from picojoule.winograd.conv import WinogradConv2d, operand_formats, set_winograd_attrs
 from picojoule.winograd.cost import winograd_cost
 from picojoule.winograd.errors import WinogradError
 from picojoule.winograd.transforms import Point, parse_points
@@ -59,7 +58,7 @@ class WinogradConfig:
                 f"kernel_sizes must be positive ints, e.g. (3,), got {self.kernel_sizes!r}"
             )
         if self.transform_format is not None:
-            formats.get(self.transform_format)
+            operand_formats(self.transform_format)  # fail early on an unknown name
         # Normalizing in a frozen dataclass: the stored values are the canonical ones.
         object.__setattr__(self, "tile", tile)
         object.__setattr__(self, "kernel_sizes", sizes)

@@ -6,8 +6,10 @@ Public: `ErrorStats`, `ErrorRow`, `AccuracyRow`, `ConvOperands`, `relative_error
 
 Precision model (the same for every format, so rows are comparable):
 
-* direct baseline: input and weight rounded to the format, products exact, sums in float64 -
-  a direct-convolution datapath with multipliers in the format and wide accumulators;
+* direct baseline: input and weight rounded to the format exactly as a `quantize_` recipe
+  `w:FMT,a:FMT` rounds them (`picojoule.quant`: a bare 8-bit float or integer is scaled per
+  output channel for weights and per tensor for activations), products exact, sums in
+  float64 - a direct-convolution datapath with multipliers in the format, wide accumulators;
 * Winograd: the same rounded input and weight, transforms in float64, the transformed tiles
   U = G g G^T and V = BT d BT^T rounded to the format again (they are what the multipliers
   see), products and sums in float64, output transform in float64.
@@ -29,9 +31,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.nn.utils import parametrize
 
-from picojoule import formats
+from picojoule.quant import ActivationFakeQuant, WeightFakeQuant, quantize_, resolve_format
 from picojoule.winograd.conv import Padding, winograd_conv2d
 from picojoule.winograd.convert import winogradize_
 from picojoule.winograd.cost import winograd_cost
@@ -87,9 +88,10 @@ class ErrorRow:
     direct: ErrorStats
 
     @property
-    def error_growth(self) -> float:
-        """Winograd max error / direct max error in the same format."""
-        return self.winograd.max_rel / self.direct.max_rel if self.direct.max_rel else float("inf")
+    def error_growth(self) -> float | None:
+        """Winograd max error / direct max error in the same format; None when the direct
+        error is exactly zero (data already representable in the format, e.g. fp32)."""
+        return self.winograd.max_rel / self.direct.max_rel if self.direct.max_rel else None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,20 +114,16 @@ def relative_error(y: torch.Tensor, ref: torch.Tensor) -> ErrorStats:
     return ErrorStats(max_rel=err.max().item() / scale_max, mean_rel=err.mean().item() / scale_mean)
 
 
-def _quantize_weight(fmt: formats.Format, w: torch.Tensor) -> torch.Tensor:
-    # Reduction dim of a conv is (C/g, r_h, r_w): put it last for block / per-channel scales.
-    return fmt.quantize(w.reshape(w.shape[0], -1)).reshape(w.shape)
-
-
-def _quantize_input(fmt: formats.Format, x: torch.Tensor) -> torch.Tensor:
-    # Channels last: blocks run along channels, '/channel' scales one per pixel.
-    return fmt.quantize(x.movedim(-3, -1)).movedim(-1, -3)
+def _rounded_operands(op: ConvOperands, fmt_name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input, weight) in float64, rounded as `quantize_(model, "w:FMT,a:FMT")` rounds them."""
+    x_fmt, w_fmt = resolve_format(fmt_name, "activation"), resolve_format(fmt_name, "weight")
+    x = ActivationFakeQuant(x_fmt)(op.x.double())
+    return x, WeightFakeQuant(w_fmt)(op.weight.double())
 
 
 def direct_conv_in_format(op: ConvOperands, fmt_name: str) -> torch.Tensor:
     """Direct convolution with input and weight rounded to `fmt_name`, in float64."""
-    fmt = formats.get(fmt_name)
-    x, w = _quantize_input(fmt, op.x.double()), _quantize_weight(fmt, op.weight.double())
+    x, w = _rounded_operands(op, fmt_name)
     return F.conv2d(x, w, padding=op.padding, groups=op.groups)
 
 
@@ -133,8 +131,7 @@ def winograd_conv_in_format(
     op: ConvOperands, fmt_name: str, m: int, points: Sequence[object] | None
 ) -> torch.Tensor:
     """F(m x m) Winograd with operands and transformed tiles rounded to `fmt_name`."""
-    fmt = formats.get(fmt_name)
-    x, w = _quantize_input(fmt, op.x.double()), _quantize_weight(fmt, op.weight.double())
+    x, w = _rounded_operands(op, fmt_name)
     return winograd_conv2d(
         x,
         w,
@@ -234,23 +231,13 @@ def capture_conv_operands(
     return captured
 
 
-class _WeightInFormat(nn.Module):
-    """Weight parametrization: the conv weight rounded to a format (direct-conv operands)."""
-
-    def __init__(self, fmt_name: str) -> None:
-        super().__init__()
-        self.fmt = formats.get(fmt_name)
-
-    def forward(self, w: torch.Tensor) -> torch.Tensor:
-        return _quantize_weight(self.fmt, w)
-
-
-def _operands_in_format(model: nn.Module, fmt_name: str, kernel_sizes: Sequence[int]) -> None:
-    """Round every eligible conv's weight and input to `fmt_name` (in place)."""
-    fmt = formats.get(fmt_name)
-    for _, conv in _eligible_convs(model, kernel_sizes):
-        parametrize.register_parametrization(conv, "weight", _WeightInFormat(fmt_name))
-        conv.register_forward_pre_hook(lambda mod, args: (_quantize_input(fmt, args[0]),))
+def _operands_in_format(model: nn.Module, fmt_name: str, kernel_sizes: Sequence[int]) -> int:
+    """`quantize_` the eligible convs' weights and inputs to `fmt_name`; returns how many."""
+    names = {name for name, _ in _eligible_convs(model, kernel_sizes)}
+    applied = quantize_(
+        model, f"w:{fmt_name},a:{fmt_name}", filter_fn=lambda mod, name: name in names
+    )
+    return sum(not a.skipped for a in applied)
 
 
 def accuracy_pct(model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:
@@ -275,8 +262,10 @@ def accuracy_rows(
 ) -> list[AccuracyRow]:
     """Accuracy with convs direct (operands in the format) and winogradized for each tile.
 
-    The model is copied for each row; the caller's model is not modified. Layers other than the
-    eligible convs stay in their own precision, so the rows isolate the convolutions.
+    The model is copied for each row; the caller's model is not modified. Each row first
+    `quantize_`s the eligible convs with the recipe `w:FMT,a:FMT` (the direct baseline), then,
+    for a tile, `winogradize_`s them with `transform_format=FMT`. Other layers stay in float, so
+    the rows isolate the convolutions.
     """
     rows = []
     for fmt_name in format_names:
