@@ -2,7 +2,8 @@
 
 Public: `logic_scale`, `NODES_NM`, `int_multiplier_area_um2`, `int_adder_area_um2`,
 `float_multiplier_area_um2`, `float_adder_area_um2`, `MacArea`, `mac_area`,
-`vector_mac_area`, `sram_bitcell_area_um2`, `sram_area_um2`.
+`vector_mac_area`, `sram_bitcell_area_um2`, `sram_area_um2`, `register_file_area_um2`,
+`storage_area_um2`.
 
 The model, in three steps (docs/dse.md derives and checks it):
 
@@ -18,7 +19,8 @@ The model, in three steps (docs/dse.md derives and checks it):
    area table (5 nm from TSMC's N5 density claim); SRAM by the published 6T high-density
    bitcell of each node divided by an array efficiency (below).
 
-All areas are in um^2 (`_um2`). Wiring, control, NoC and clock tree are not modelled.
+Buffers up to 1 kB are flip-flop register files (NanGate 45 nm DFF cell), larger ones SRAM
+macros. All areas are in um^2 (`_um2`). Wiring, control, NoC and clock tree are not modelled.
 """
 
 from __future__ import annotations
@@ -40,7 +42,10 @@ __all__ = [
     "vector_mac_area",
     "sram_bitcell_area_um2",
     "sram_area_um2",
+    "register_file_area_um2",
+    "storage_area_um2",
     "SRAM_ARRAY_EFFICIENCY",
+    "REGISTER_FILE_MAX_BYTES",
 ]
 
 # --- 45 nm anchors (Horowitz, ISSCC 2014, Fig. 1.1.9; um^2) -----------------------------------
@@ -309,3 +314,26 @@ def sram_area_um2(capacity_bytes: int, *, node_nm: int = 45) -> float:
     if capacity_bytes < 0:
         raise ConfigError(f"SRAM capacity must be >= 0 bytes, got {capacity_bytes}")
     return capacity_bytes * 8 * sram_bitcell_area_um2(node_nm) / SRAM_ARRAY_EFFICIENCY
+
+
+# One D flip-flop per bit: DFF_X1 of the NanGate FreePDK45 Open Cell Library, 4.522 um^2 at
+# 45 nm (read/write muxing not counted).
+_DFF_45NM_UM2 = 4.522
+# Below this a buffer is built from flip-flops, not an SRAM macro. A modelling choice, not a
+# measured figure: at a few hundred bytes an SRAM's periphery dominates and designs use
+# register files (Eyeriss' per-PE scratchpads: 0.5 kB; MAGNet's collectors: tens of bytes).
+REGISTER_FILE_MAX_BYTES = 1024
+
+
+def register_file_area_um2(capacity_bytes: int, *, node_nm: int = 45) -> float:
+    """Area of a flip-flop register file of `capacity_bytes` (one DFF per bit)."""
+    if capacity_bytes < 0:
+        raise ConfigError(f"register file capacity must be >= 0 bytes, got {capacity_bytes}")
+    return capacity_bytes * 8 * _DFF_45NM_UM2 * logic_scale(node_nm)
+
+
+def storage_area_um2(capacity_bytes: int, *, node_nm: int = 45) -> float:
+    """A flip-flop register file up to `REGISTER_FILE_MAX_BYTES`, an SRAM macro above."""
+    if capacity_bytes <= REGISTER_FILE_MAX_BYTES:
+        return register_file_area_um2(capacity_bytes, node_nm=node_nm)
+    return sram_area_um2(capacity_bytes, node_nm=node_nm)
