@@ -1,0 +1,124 @@
+"""The cost of one mapping: `evaluate(layer, arch, mapping) -> Cost`.
+
+Public: `Cost`, `evaluate`, `cost_from_batch`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from picojoule.arch.energy import EnergyTable, operand_bits, resolve_energy
+from picojoule.arch.spec import Arch
+from picojoule.mapping.mapping import Mapping, MappingBatch, check_mapping
+from picojoule.mapping.model import BatchCost, evaluate_batch
+from picojoule.workload.layer import OPERANDS, Layer
+
+__all__ = ["Cost", "evaluate", "cost_from_batch"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Cost:
+    """Energy (pJ), latency (cycles) and traffic of one layer under one mapping.
+
+    `energy_by_level_pj[level][operand]` covers every memory level and operand;
+    `network_energy_pj[level]` the fanout under that level; `reads`/`writes` count elements.
+    `bound_by` names what sets the latency: "compute" or the level whose bandwidth does.
+    """
+
+    layer: str
+    energy_pj: float
+    mac_energy_pj: float
+    energy_by_level_pj: dict[str, dict[str, float]]
+    network_energy_pj: dict[str, float]
+    reads: dict[str, dict[str, int]]
+    writes: dict[str, dict[str, int]]
+    cycles: float
+    compute_cycles: int
+    bound_by: str
+    macs: int
+    utilization: float
+    spatial_utilization: float
+    clock_ghz: float
+
+    @property
+    def pj_per_mac(self) -> float:
+        return self.energy_pj / self.macs
+
+    @property
+    def latency_s(self) -> float:
+        return self.cycles / (self.clock_ghz * 1e9)
+
+    @property
+    def memory_energy_pj(self) -> float:
+        return sum(sum(row.values()) for row in self.energy_by_level_pj.values())
+
+    def energy_by_operand_pj(self) -> dict[str, float]:
+        return {
+            op: sum(row.get(op, 0.0) for row in self.energy_by_level_pj.values()) for op in OPERANDS
+        }
+
+
+def cost_from_batch(layer: Layer, arch: Arch, batch: BatchCost, i: int) -> Cost:
+    """Row `i` of a batch result as a `Cost`."""
+    names = [level.name for level in arch.levels]
+    by_level = {
+        name: {
+            op: float(batch.level_energy_pj[i, l, o])
+            for o, op in enumerate(OPERANDS)
+            if op in arch.levels[l].holds
+        }
+        for l, name in enumerate(names)
+    }
+    counts = {
+        key: {
+            name: {
+                op: int(getattr(batch, key)[i, l, o])
+                for o, op in enumerate(OPERANDS)
+                if op in arch.levels[l].holds
+            }
+            for l, name in enumerate(names)
+        }
+        for key in ("reads", "writes")
+    }
+    network = {
+        name: float(batch.network_energy_pj[i, l])
+        for l, name in enumerate(names)
+        if arch.levels[l].fanout is not None
+    }
+    bw = batch.bw_cycles[i]
+    worst = int(bw.argmax())
+    bound = names[worst] if bw[worst] > batch.compute_cycles[i] else "compute"
+    cycles = float(batch.cycles[i])
+    return Cost(
+        layer=layer.name,
+        energy_pj=float(batch.energy_pj[i]),
+        mac_energy_pj=float(batch.mac_energy_pj),
+        energy_by_level_pj=by_level,
+        network_energy_pj=network,
+        reads=counts["reads"],
+        writes=counts["writes"],
+        cycles=cycles,
+        compute_cycles=int(batch.compute_cycles[i]),
+        bound_by=bound,
+        macs=layer.macs,
+        utilization=layer.macs / (cycles * arch.lanes),
+        spatial_utilization=float(batch.used_lanes[i]) / arch.lanes,
+        clock_ghz=arch.clock_ghz,
+    )
+
+
+def evaluate(layer: Layer, arch: Arch, mapping: Mapping, energy: EnergyTable | None = None) -> Cost:
+    """Check `mapping` (raises `MappingError` naming the rule it breaks) and cost it."""
+    check_mapping(mapping, layer, arch, operand_bits(arch, layer))
+    batch = evaluate_batch(
+        layer, arch, MappingBatch.of([mapping]), energy or resolve_energy(arch, layer)
+    )
+    if not batch.fits[0]:
+        from picojoule.mapping.mapping import MappingError
+
+        raise MappingError(
+            "an input window loop (P Q R S) is unrolled at a fanout with a temporal loop of the "
+            "same dimension between it and the next level holding inputs; the input tile is "
+            "then not a box, which the model does not cover; move that temporal factor"
+        )
+    return cost_from_batch(layer, arch, batch, 0)

@@ -1,0 +1,333 @@
+"""Mapping search: `search(layer, arch, objective=..., time_budget_s=..., seed=0)`.
+
+Public: `search`, `exhaustive`, `SearchResult`, `OBJECTIVES`, `NoMappingError`.
+
+`search` is an iterated local search over the pruned map space (`picojoule.mapping.space`):
+steepest descent where one step moves one prime factor (or a loop's whole factor) of one loop
+from one slot to another, or changes one level's loop order, every neighbour of the current
+point evaluated at once by the vectorized model; then `restarts` perturbations of the best
+point, each followed by descent. It is deterministic for a given seed. A time budget stops it
+early; the result then says so and carries the best mapping found so far. `exhaustive`
+evaluates every point of the pruned space (small layers only) and is the reference the
+benchmark holds `search` to.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from picojoule.arch.energy import EnergyTable, resolve_energy
+from picojoule.arch.spec import Arch
+from picojoule.errors import ConfigError
+from picojoule.mapping.cost import Cost, cost_from_batch
+from picojoule.mapping.mapping import Mapping
+from picojoule.mapping.model import BatchCost, evaluate_batch
+from picojoule.mapping.space import MapSpace, prime_factors
+from picojoule.workload.layer import DIMS, Layer
+
+__all__ = ["OBJECTIVES", "SearchResult", "NoMappingError", "search", "exhaustive"]
+
+Objective = Literal["energy", "latency", "edp"]
+OBJECTIVES: tuple[str, ...] = ("energy", "latency", "edp")
+
+
+class NoMappingError(ConfigError):
+    """No mapping of the layer fits the architecture."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchResult:
+    """The best mapping found, its cost and how the search went.
+
+    `value` is the objective (pJ, cycles, or pJ x cycles); `evaluated` counts cost-model
+    evaluations; `timed_out` is True when the time budget stopped the search, and `note` says
+    so in words.
+    """
+
+    mapping: Mapping
+    cost: Cost
+    objective: str
+    value: float
+    evaluated: int
+    elapsed_s: float
+    timed_out: bool
+    method: str
+    note: str = ""
+
+
+def _score(batch: BatchCost, objective: str, feasible: np.ndarray) -> np.ndarray:
+    if objective == "energy":
+        value = batch.energy_pj
+    elif objective == "latency":
+        value = batch.cycles
+    else:
+        value = batch.energy_pj * batch.cycles
+    return np.where(feasible & batch.fits, value, np.inf)
+
+
+def _check_objective(objective: str) -> None:
+    if objective not in OBJECTIVES:
+        raise ConfigError(f"objective {objective!r}: use one of {', '.join(OBJECTIVES)}")
+
+
+def _no_mapping(space: MapSpace, energy: EnergyTable) -> NoMappingError:
+    """Explain why even the all-outer mapping (unit tiles below DRAM) does not fit."""
+    from picojoule.arch.energy import operand_bits
+
+    bits = operand_bits(space.arch, space.layer)
+    for level in space.arch.levels[1:]:
+        need = {op: bits[op] for op in level.holds}
+        if level.partition_bits is not None:
+            for op, b in need.items():
+                if b > level.partition_bits[op]:
+                    return NoMappingError(
+                        f"level {level.name!r}: one {op} element needs {b:g} bits but its "
+                        f"partition holds {level.partition_bits[op]}; enlarge partition_bits"
+                    )
+        elif level.capacity_bits is not None and sum(need.values()) > level.capacity_bits:
+            return NoMappingError(
+                f"level {level.name!r}: one element of each of {list(need)} needs "
+                f"{sum(need.values()):g} bits but capacity_bits is {level.capacity_bits}; "
+                "enlarge it or hold fewer operands there"
+            )
+    return NoMappingError(
+        f"no mapping of layer {space.layer.name!r} fits {space.arch.name!r}; check the "
+        "levels' temporal_dims and capacities"
+    )
+
+
+class _Searcher:
+    """Variable-neighbourhood descent of many points at once, one batch per step."""
+
+    def __init__(self, space: MapSpace, energy: EnergyTable, objective: str) -> None:
+        self.space, self.energy, self.objective = space, energy, objective
+        self.evaluated = 0
+        self.targets = [np.flatnonzero(space.allowed[:, d]) for d in range(len(DIMS))]
+        self.primes = [sorted(set(prime_factors(int(n)))) for n in space.bounds]
+
+    def score(self, F: np.ndarray, O: np.ndarray) -> np.ndarray:
+        self.evaluated += len(F)
+        batch = evaluate_batch(
+            self.space.layer, self.space.arch, self.space.to_batch(F, O), self.energy
+        )
+        return _score(batch, self.objective, self.space.spatial_ok(F))
+
+    def _steps(self, F: np.ndarray) -> list[tuple[int, int, int]]:
+        """(slot, dim, factor) that can leave a slot: each prime, and a loop's whole factor."""
+        out = []
+        for a, d in zip(*np.nonzero(F > 1), strict=True):
+            f = int(F[a, d])
+            out.extend((int(a), int(d), p) for p in self.primes[d] if f % p == 0)
+            if len(prime_factors(f)) > 1:
+                out.append((int(a), int(d), f))
+        return out
+
+    def moves(self, F: np.ndarray, O: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One factor to another slot, or one level's loop order changed."""
+        moves = [
+            (a, int(b), d, p, -1, -1, -1, 1)
+            for a, d, p in self._steps(F)
+            for b in self.targets[d]
+            if b != a
+        ]
+        orders = [
+            (l, c)
+            for l, choices in enumerate(self.space.order_choices)
+            for c in choices
+            if c != O[l]
+        ]
+        return self._apply(F, O, moves, orders)
+
+    def swaps(self, F: np.ndarray, O: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Two loops trade one factor each between two slots (escapes capacity limits)."""
+        steps = [s for s in self._steps(F) if s[2] in self.primes[s[1]]]
+        moves = []
+        for a, d, p in steps:
+            for b, d2, q in steps:
+                if b != a and d2 != d and self.space.allowed[b, d] and self.space.allowed[a, d2]:
+                    moves.append((a, b, d, p, b, a, d2, q))
+        return self._apply(F, O, moves, [])
+
+    def _apply(
+        self, F: np.ndarray, O: np.ndarray, moves: list, orders: list
+    ) -> tuple[np.ndarray, np.ndarray]:
+        n = len(moves) + len(orders)
+        Fs = np.repeat(F[None], n, axis=0)
+        Os = np.repeat(O[None], n, axis=0)
+        if moves:
+            a, b, d, p, a2, b2, d2, q = np.array(moves, dtype=np.int64).T
+            rows = np.arange(len(moves))
+            Fs[rows, a, d] //= p
+            Fs[rows, b, d] *= p
+            two = a2 >= 0
+            Fs[rows[two], a2[two], d2[two]] //= q[two]
+            Fs[rows[two], b2[two], d2[two]] *= q[two]
+        for k, (l, c) in enumerate(orders, start=len(moves)):
+            Os[k, l] = c
+        return Fs, Os
+
+    def descend(
+        self, F: np.ndarray, O: np.ndarray, V: np.ndarray, deadline: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+        """Descend every point of `F [K, S, D]`, `O [K, L]` (values `V [K]`) to a local
+        minimum of moves then swaps; all neighbours of all points in one batch per step."""
+        F, O, V = F.copy(), O.copy(), V.copy()
+        active = np.ones(len(F), dtype=bool)
+        use_swaps = np.zeros(len(F), dtype=bool)
+        while active.any():
+            if time.perf_counter() > deadline:
+                return F, O, V, True
+            parts = [
+                (self.swaps if use_swaps[k] else self.moves)(F[k], O[k])
+                for k in np.flatnonzero(active)
+            ]
+            sizes = [len(p[0]) for p in parts]
+            if not sum(sizes):
+                break
+            scores = self.score(
+                np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+            )
+            offset = 0
+            for k, (Fs, Os), size in zip(np.flatnonzero(active), parts, sizes, strict=True):
+                seg = scores[offset : offset + size]
+                offset += size
+                i = int(np.argmin(seg)) if size else -1
+                if size and seg[i] < V[k] * (1 - 1e-12):
+                    F[k], O[k], V[k] = Fs[i], Os[i], seg[i]
+                    use_swaps[k] = False
+                elif not use_swaps[k]:
+                    use_swaps[k] = True
+                else:
+                    active[k] = False
+        return F, O, V, False
+
+    def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """`n` random points: each prime factor of each loop in a uniformly drawn allowed
+        slot, each level's loop order drawn from its choices."""
+        S, D = self.space.n_slots, len(DIMS)
+        F = np.ones((n, S, D), dtype=np.int64)
+        for d in range(D):
+            for p in prime_factors(int(self.space.bounds[d])):
+                slot = self.targets[d][rng.integers(len(self.targets[d]), size=n)]
+                F[np.arange(n), slot, d] *= p
+        O = np.stack([rng.choice(np.array(c), size=n) for c in self.space.order_choices], axis=1)
+        return F, O.astype(np.int64)
+
+
+def search(
+    layer: Layer,
+    arch: Arch,
+    objective: Objective = "energy",
+    *,
+    time_budget_s: float | None = None,
+    seed: int = 0,
+    samples: int = 1000,
+    starts: int = 8,
+    energy: EnergyTable | None = None,
+) -> SearchResult:
+    """The best mapping the search finds for `layer` on `arch`.
+
+    Draws `samples` random points, descends from the `starts` best feasible ones and from
+    the all-outer point at once, and returns the best local minimum. Raises `NoMappingError`
+    when not even unit tiles fit, `ConfigError` for a bad objective.
+    """
+    _check_objective(objective)
+    start = time.perf_counter()
+    deadline = start + (time_budget_s if time_budget_s is not None else np.inf)
+    energy = energy or resolve_energy(arch, layer)
+    space = MapSpace.of(layer, arch)
+    s = _Searcher(space, energy, objective)
+    F0 = space.initial()[None]
+    O0 = np.array([[c[0] for c in space.order_choices]], dtype=np.int64)
+    V0 = s.score(F0, O0)
+    if not np.isfinite(V0[0]):
+        raise _no_mapping(space, energy)
+    rng = np.random.default_rng(seed)
+    Fr, Or = s.sample(samples, rng)
+    Vr = s.score(Fr, Or)
+    keep = np.argsort(Vr, kind="stable")[:starts]
+    keep = keep[np.isfinite(Vr[keep])]
+    F = np.concatenate([F0, Fr[keep]])
+    O = np.concatenate([O0, Or[keep]])
+    V = np.concatenate([V0, Vr[keep]])
+    F, O, V, timed_out = s.descend(F, O, V, deadline)
+    i = int(np.argmin(V))
+    return _result(
+        space, energy, objective, F[i], O[i], s.evaluated, start, timed_out, "local", time_budget_s
+    )
+
+
+def exhaustive(
+    layer: Layer,
+    arch: Arch,
+    objective: Objective = "energy",
+    *,
+    limit: int = 2_000_000,
+    chunk: int = 20_000,
+    energy: EnergyTable | None = None,
+) -> SearchResult:
+    """Evaluate every point of the pruned map space; for layers small enough to exhaust."""
+    _check_objective(objective)
+    start = time.perf_counter()
+    energy = energy or resolve_energy(arch, layer)
+    space = MapSpace.of(layer, arch)
+    orders = space.order_combos()
+    total = space.count_factorings() * len(orders)
+    if total > limit:
+        raise ConfigError(
+            f"layer {layer.name!r} has {total:,} mappings on {arch.name!r} (pruned), more than "
+            f"the exhaustive limit {limit:,}; use search() or raise limit"
+        )
+    best_value, best_F, best_O, evaluated = np.inf, None, None, 0
+    for Fc in space.factor_chunks(max(1, chunk // len(orders))):
+        F = np.repeat(Fc, len(orders), axis=0)
+        O = np.tile(orders, (len(Fc), 1))
+        batch = evaluate_batch(layer, arch, space.to_batch(F, O), energy)
+        scores = _score(batch, objective, np.ones(len(F), dtype=bool))
+        evaluated += len(F)
+        i = int(np.argmin(scores)) if len(scores) else 0
+        if len(scores) and scores[i] < best_value:
+            best_value, best_F, best_O = float(scores[i]), F[i], O[i]
+    if best_F is None:
+        raise _no_mapping(space, energy)
+    return _result(
+        space, energy, objective, best_F, best_O, evaluated, start, False, "exhaustive", None
+    )
+
+
+def _result(
+    space: MapSpace,
+    energy: EnergyTable,
+    objective: str,
+    F: np.ndarray,
+    O: np.ndarray,
+    evaluated: int,
+    start: float,
+    timed_out: bool,
+    method: str,
+    budget: float | None,
+) -> SearchResult:
+    batch = evaluate_batch(space.layer, space.arch, space.to_batch(F[None], O[None]), energy)
+    cost = cost_from_batch(space.layer, space.arch, batch, 0)
+    value = float(_score(batch, objective, np.ones(1, dtype=bool))[0])
+    note = (
+        f"time budget of {budget:g} s reached after {evaluated:,} evaluations; this is the "
+        "best mapping found so far, not a converged one"
+        if timed_out
+        else ""
+    )
+    return SearchResult(
+        mapping=space.to_mapping(F, O),
+        cost=cost,
+        objective=objective,
+        value=value,
+        evaluated=evaluated,
+        elapsed_s=time.perf_counter() - start,
+        timed_out=timed_out,
+        method=method,
+        note=note,
+    )

@@ -1,0 +1,208 @@
+"""The map space of one layer on one architecture, as arrays the search moves through.
+
+Public: `MapSpace`, `CANONICAL_ORDERS`, `prime_factors`.
+
+A candidate is a factor table `F[slot, dim]` (slots: each level's temporal loops, then the x
+and y axes of its fanout) and a loop-order choice per level. Sound pruning, applied to every
+search including the exhaustive one:
+* Loop orders: only the relative order of a level's non-unit loops matters, and the reuse
+  rules reward a trailing run of loops that do not index one operand. The operands' sets of
+  non-indexing loops are disjoint (weights: N P Q; inputs: K; outputs: C R S), so any order
+  rewards at most one operand per level, and the order that puts all of that operand's
+  non-indexing loops innermost rewards it at least as much. Hence three orders per level
+  (one per stationary operand) dominate all 8! orders; the innermost level's order never
+  matters (the MACs re-read every cycle). A level with `stationary` set keeps that one.
+* Factors: a factor may only sit in slots whose loops the level or fanout allows, and an
+  axis's factors must fit its size; capacity is checked on the evaluated batch.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from picojoule.arch.spec import Arch
+from picojoule.errors import ConfigError
+from picojoule.mapping.mapping import RELEVANT, Mapping, MappingBatch
+from picojoule.workload.layer import DIMS, OPERANDS, Layer
+
+__all__ = ["MapSpace", "CANONICAL_ORDERS", "prime_factors"]
+
+
+def _canonical(op: str) -> tuple[int, ...]:
+    """Loops indexing `op` outermost, the others innermost (so `op` stays in place)."""
+    keep = [i for i, d in enumerate(DIMS) if d in RELEVANT[op]]
+    free = [i for i, d in enumerate(DIMS) if d not in RELEVANT[op]]
+    return tuple(keep + free)
+
+
+CANONICAL_ORDERS = np.array([_canonical(op) for op in OPERANDS], dtype=np.int64)
+
+
+def prime_factors(n: int) -> list[int]:
+    out, p = [], 2
+    while n > 1:
+        while n % p == 0:
+            out.append(p)
+            n //= p
+        p += 1
+    return out
+
+
+@dataclass(frozen=True)
+class MapSpace:
+    """Slots and order choices of `layer` on `arch` (build with `MapSpace.of`)."""
+
+    layer: Layer
+    arch: Arch
+    slot_level: np.ndarray  # [S] level of each slot
+    slot_kind: tuple[str, ...]  # "t", "x" or "y"
+    slot_size: np.ndarray  # [S] axis size (0 = temporal, unbounded)
+    allowed: np.ndarray  # [S, D] bool
+    order_choices: tuple[tuple[int, ...], ...]  # per level, allowed canonical order indices
+    bounds: np.ndarray  # [D]
+
+    @classmethod
+    def of(cls, layer: Layer, arch: Arch) -> MapSpace:
+        levels, kinds, sizes, allowed = [], [], [], []
+        for l, level in enumerate(arch.levels):
+            levels.append(l)
+            kinds.append("t")
+            sizes.append(0)
+            allowed.append([d in level.temporal_dims for d in DIMS])
+            if level.fanout is not None:
+                for axis, size, dims in (
+                    ("x", level.fanout.mesh_x, level.fanout.x_dims),
+                    ("y", level.fanout.mesh_y, level.fanout.y_dims),
+                ):
+                    if size > 1:
+                        levels.append(l)
+                        kinds.append(axis)
+                        sizes.append(size)
+                        allowed.append([d in dims for d in DIMS])
+        allowed_arr = np.array(allowed, dtype=bool)
+        bounds = np.array(layer.bounds, dtype=np.int64)
+        for i, d in enumerate(DIMS):
+            if bounds[i] > 1 and not allowed_arr[:, i].any():
+                raise ConfigError(
+                    f"loop {d} (={bounds[i]}) of layer {layer.name!r} can be placed at no level "
+                    f"of {arch.name!r}; add {d} to a level's temporal_dims or a fanout's dims"
+                )
+        choices = []
+        for l, level in enumerate(arch.levels):
+            if level.stationary is not None:
+                choices.append((OPERANDS.index(level.stationary),))
+            elif l == len(arch.levels) - 1:
+                choices.append((0,))
+            else:
+                choices.append((0, 1, 2))
+        return cls(
+            layer=layer,
+            arch=arch,
+            slot_level=np.array(levels, dtype=np.int64),
+            slot_kind=tuple(kinds),
+            slot_size=np.array(sizes, dtype=np.int64),
+            allowed=allowed_arr,
+            order_choices=tuple(choices),
+            bounds=bounds,
+        )
+
+    @property
+    def n_slots(self) -> int:
+        return len(self.slot_kind)
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.arch.levels)
+
+    def initial(self) -> np.ndarray:
+        """Every factor in the outermost slot allowed for its loop: `F[S, D]`."""
+        F = np.ones((self.n_slots, len(DIMS)), dtype=np.int64)
+        for i in range(len(DIMS)):
+            if self.bounds[i] > 1:
+                F[int(np.argmax(self.allowed[:, i])), i] = self.bounds[i]
+        return F
+
+    def spatial_ok(self, F: np.ndarray) -> np.ndarray:
+        """`[B]` whether each axis's factors fit its size (F: `[B, S, D]`)."""
+        prods = F.prod(axis=2)
+        sized = self.slot_size > 0
+        return (prods[:, sized] <= self.slot_size[sized]).all(axis=1)
+
+    def to_batch(self, F: np.ndarray, orders: np.ndarray) -> MappingBatch:
+        """Arrays for the cost model from factor tables `[B, S, D]` and order choices `[B, L]`."""
+        B, L = F.shape[0], self.n_levels
+        temporal = np.ones((B, L, len(DIMS)), dtype=np.int64)
+        spatial = np.ones((B, L, len(DIMS)), dtype=np.int64)
+        for s, (l, kind) in enumerate(zip(self.slot_level, self.slot_kind, strict=True)):
+            if kind == "t":
+                temporal[:, l] = F[:, s]
+            else:
+                spatial[:, l] *= F[:, s]
+        return MappingBatch(temporal, spatial, CANONICAL_ORDERS[orders])
+
+    def to_mapping(self, F: np.ndarray, orders: np.ndarray) -> Mapping:
+        L = self.n_levels
+        rows = {k: [[1] * len(DIMS) for _ in range(L)] for k in ("t", "x", "y")}
+        for s, (l, kind) in enumerate(zip(self.slot_level, self.slot_kind, strict=True)):
+            rows[kind][l] = [int(v) for v in F[s]]
+        return Mapping(
+            temporal=tuple(tuple(r) for r in rows["t"]),
+            spatial_x=tuple(tuple(r) for r in rows["x"]),
+            spatial_y=tuple(tuple(r) for r in rows["y"]),
+            order=tuple(tuple(DIMS[i] for i in CANONICAL_ORDERS[o]) for o in orders),
+        )
+
+    def count_factorings(self) -> int:
+        """Factor tables before the axis-size check (the exhaustive search's raw size)."""
+        return math.prod(len(o) for o in self._per_dim())
+
+    def _per_dim(self) -> list[np.ndarray]:
+        """For each loop, every way to spread its prime factors over its allowed slots."""
+        per_dim = []
+        for i in range(len(DIMS)):
+            slots = np.flatnonzero(self.allowed[:, i])
+            options = [np.ones(self.n_slots, dtype=np.int64)]
+            for p, e in _prime_powers(int(self.bounds[i])):
+                new = []
+                for split in _compositions(e, len(slots)):
+                    row = np.ones(self.n_slots, dtype=np.int64)
+                    row[slots] = p ** np.array(split)
+                    new.append(row)
+                options = [a * b for a in options for b in new]
+            per_dim.append(np.array(options))
+        return per_dim
+
+    def factor_chunks(self, chunk: int) -> Iterator[np.ndarray]:
+        """Every factor table `[M, S, D]` whose axes fit, in chunks of at most `chunk`."""
+        per_dim = self._per_dim()
+        shape = tuple(len(o) for o in per_dim)
+        total = math.prod(shape)
+        for start in range(0, total, chunk):
+            idx = np.unravel_index(np.arange(start, min(start + chunk, total)), shape)
+            out = np.stack([per_dim[i][idx[i]] for i in range(len(DIMS))], axis=2)
+            yield out[self.spatial_ok(out)]
+
+    def order_combos(self) -> np.ndarray:
+        return np.array(list(itertools.product(*self.order_choices)), dtype=np.int64)
+
+
+def _prime_powers(n: int) -> list[tuple[int, int]]:
+    primes = prime_factors(n)
+    return [(p, primes.count(p)) for p in sorted(set(primes))]
+
+
+def _compositions(total: int, parts: int) -> list[tuple[int, ...]]:
+    """All ways to write `total` as an ordered sum of `parts` non-negative integers."""
+    out = []
+    for cuts in itertools.combinations(range(total + parts - 1), parts - 1):
+        prev, split = -1, []
+        for c in (*cuts, total + parts - 1):
+            split.append(c - prev - 1)
+            prev = c
+        out.append(tuple(split))
+    return out
