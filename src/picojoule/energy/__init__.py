@@ -1,0 +1,1 @@
+"""picojoule.energy (being assembled)."""
