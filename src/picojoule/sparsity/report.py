@@ -1,0 +1,220 @@
+"""The per-layer "what did sparsity buy" table.
+
+Public: `LayerSparsity`, `report(model, applied=None, *, example_input=None, dtype="fp16")`,
+`render_table(rows)`, `to_dict(rows)`, `SPEEDUP_2TO4`.
+
+One row per Linear/Conv layer: its pattern and measured density, whether torch's 2:4 kernel
+would take it (and every rule it fails), the kernel that would run, weight bytes saved in the
+layer's natural compressed layout, multiplies with a zero weight, and a predicted speedup with
+the assumption behind it. A layer that was not sparsified says why ("skipped: reason").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+from rich.table import Table
+
+from picojoule.config import Applied
+from picojoule.sparsity.costs import Gemm
+from picojoule.sparsity.kernels import is_nm, semi_structured_verdict
+from picojoule.sparsity.layouts import storage
+from picojoule.sparsity.patterns import parse_pattern
+from picojoule.sparsity.sparsify import PRUNABLE, layer_kind, mask_of, unmasked_weight
+
+__all__ = ["LayerSparsity", "report", "render_table", "to_dict", "layer_gemms", "SPEEDUP_2TO4"]
+
+# Upper bound for a 2:4 layer: sparse tensor cores double the math rate (NVIDIA A100
+# whitepaper, 2020). Real kernels fall short (measure with gpu_check); the row says so.
+SPEEDUP_2TO4 = 2.0
+_ASSUME_2TO4 = "math-bound upper bound: 2:4 doubles tensor-core rate; measure with gpu_check"
+_ASSUME_DENSE = "dense kernel runs: zeros are multiplied"
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayerSparsity:
+    """One layer's row. Bytes are weight storage in `dtype`; MACs are per input sample."""
+
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    pattern: str
+    density: float
+    status: str
+    qualifies_2to4: bool
+    why_not: str
+    kernel: str
+    layout: str
+    dense_bytes: int
+    sparse_bytes: int
+    macs: int | None
+    macs_saved: int | None
+    predicted_speedup: float
+    speedup_assumption: str
+
+    @property
+    def bytes_saved(self) -> int:
+        return self.dense_bytes - self.sparse_bytes
+
+
+def layer_gemms(model: nn.Module, example_input: torch.Tensor) -> dict[str, Gemm]:
+    """Implicit-GEMM shape of every Linear/Conv for one forward pass of `example_input`.
+
+    Y[m, n] = W[m, k] @ X[k, n]: m = out channels, k = in channels per group x kernel taps,
+    n = output elements per channel over the whole batch (batch x pixels, or tokens).
+    """
+    found: dict[str, Gemm] = {}
+    hooks = []
+
+    def hook_for(name: str):
+        def hook(module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
+            m = module.weight.shape[0]
+            found[name] = Gemm(m=m, k=module.weight[0].numel(), n=output.numel() // m)
+
+        return hook
+
+    for name, module in model.named_modules():
+        if isinstance(module, PRUNABLE):
+            hooks.append(module.register_forward_hook(hook_for(name)))
+    try:
+        with torch.no_grad():
+            model(example_input)
+    finally:
+        for h in hooks:
+            h.remove()
+    return found
+
+
+def _layout(weight: torch.Tensor, pattern: str, dtype: str) -> tuple[str, int, int]:
+    """(layout, dense bytes, stored bytes): N:M layout for N:M masks, else the smaller of
+    CSR and bitmask, or dense if neither saves anything."""
+    best = storage("dense", weight, dtype)
+    if pattern == "dense":
+        return best.layout, best.dense_bytes, best.total_bytes
+    candidates = [pattern] if parse_pattern(pattern).kind == "nm" else ["csr", "bitmask"]
+    for layout in candidates:
+        s = storage(layout, weight, dtype)
+        if s.total_bytes < best.total_bytes:
+            best = s
+    return best.layout, best.dense_bytes, best.total_bytes
+
+
+def report(
+    model: nn.Module,
+    applied: Sequence[Applied] | None = None,
+    *,
+    example_input: torch.Tensor | None = None,
+    dtype: str = "fp16",
+    backend: str = "cusparselt",
+) -> list[LayerSparsity]:
+    """Per-layer sparsity table for `model` as deployed in `dtype` on a GPU with `backend`.
+
+    `applied` (what `sparsify_` returned) supplies the reasons layers were skipped;
+    `example_input` (a batch) enables the MAC columns.
+    """
+    reasons = {a.name: a.reason for a in applied or () if a.skipped}
+    macs: dict[str, int] = {}
+    if example_input is not None:
+        batch = example_input.shape[0]
+        macs = {k: g.macs // batch for k, g in layer_gemms(model, example_input).items()}
+    rows: list[LayerSparsity] = []
+    for name, module in model.named_modules():
+        if not isinstance(module, PRUNABLE):
+            continue
+        mask = mask_of(module)
+        weight = unmasked_weight(module).detach()
+        if mask is not None:
+            weight = weight.masked_fill(~mask.mask, 0)
+        pattern = mask.pattern if mask is not None else "dense"
+        density = float((weight != 0).float().mean()) if mask is not None else 1.0
+        if mask is not None:
+            status = "sparse"
+        elif name in reasons:
+            status = f"skipped: {reasons[name]}"
+        else:
+            status = "dense"
+        kind = layer_kind(module)
+        verdict = semi_structured_verdict(
+            kind,
+            tuple(weight.shape),
+            dtype,
+            pattern,
+            backend=backend,
+            mask_is_2to4=is_nm(weight, 2, 4),
+        )
+        layout, dense_bytes, sparse_bytes = _layout(weight, pattern, dtype)
+        layer_macs = macs.get(name)
+        rows.append(
+            LayerSparsity(
+                name=name,
+                kind=kind,
+                shape=tuple(weight.shape),
+                pattern=pattern,
+                density=density,
+                status=status,
+                qualifies_2to4=verdict.qualifies,
+                why_not=verdict.why_not,
+                kernel=verdict.kernel,
+                layout=layout,
+                dense_bytes=dense_bytes,
+                sparse_bytes=sparse_bytes,
+                macs=layer_macs,
+                macs_saved=None if layer_macs is None else round(layer_macs * (1 - density)),
+                predicted_speedup=SPEEDUP_2TO4 if verdict.qualifies else 1.0,
+                speedup_assumption=_ASSUME_2TO4 if verdict.qualifies else _ASSUME_DENSE,
+            )
+        )
+    return rows
+
+
+def _pct(part: float, whole: float) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "-"
+
+
+def render_table(rows: Sequence[LayerSparsity], title: str = "Sparsity per layer") -> Table:
+    """A rich Table of `report` rows; the speedup assumptions go in the caption."""
+    table = Table(title=title)
+    for col in ("layer", "shape", "pattern", "density", "status", "2:4 kernel?", "GPU kernel"):
+        table.add_column(col, overflow="fold")
+    for col in ("bytes saved", "MACs saved", "pred. speedup"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        fits = "yes" if r.qualifies_2to4 else f"no: {r.why_not}"
+        saved = f"{r.bytes_saved} B ({_pct(r.bytes_saved, r.dense_bytes)}, {r.layout})"
+        macs = "-" if r.macs_saved is None else f"{r.macs_saved} ({_pct(r.macs_saved, r.macs)})"
+        table.add_row(
+            r.name,
+            "x".join(map(str, r.shape)),
+            r.pattern,
+            f"{r.density:.3f}",
+            r.status,
+            fits,
+            r.kernel,
+            saved,
+            macs,
+            f"{r.predicted_speedup:.2f}x",
+        )
+    notes = sorted({f"{r.predicted_speedup:.2f}x: {r.speedup_assumption}" for r in rows})
+    table.caption = " | ".join(notes)
+    return table
+
+
+def to_dict(rows: Sequence[LayerSparsity]) -> dict[str, object]:
+    """JSON-ready {"layers": [...], "totals": {...}} for study reports."""
+    layers = [{**asdict(r), "shape": list(r.shape), "bytes_saved": r.bytes_saved} for r in rows]
+    dense = sum(r.dense_bytes for r in rows)
+    stored = sum(r.sparse_bytes for r in rows)
+    totals: dict[str, object] = {
+        "dense_bytes": dense,
+        "sparse_bytes": stored,
+        "bytes_saved": dense - stored,
+        "layers_sparse": sum(r.status == "sparse" for r in rows),
+        "layers_on_2to4_kernel": sum(r.qualifies_2to4 for r in rows),
+    }
+    if all(r.macs is not None for r in rows):
+        totals["macs"] = sum(r.macs or 0 for r in rows)
+        totals["macs_saved"] = sum(r.macs_saved or 0 for r in rows)
+    return {"layers": layers, "totals": totals}
