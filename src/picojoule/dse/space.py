@@ -7,8 +7,10 @@ A space file names a workload, the objectives, the search, optional budgets and,
 parameter, either one fixed value, a list, or a range::
 
     name: magnet-resnet50
-    workload: resnet50
+    workload: resnet50            # a picojoule.workload builtin; batch: 1 by default
+    preset: magnet                # picojoule.arch preset whose keywords are parameters
     objectives: [energy, latency, area]
+    mapper: {objective: energy}   # what the per-layer mapping search minimises
     search: {method: nsga2, trials: 300, population: 32, seed: 0}
     constraints: {area_mm2: 30, power_w: 5}
     parameters:
@@ -44,6 +46,7 @@ __all__ = [
     "Parameter",
     "Constraints",
     "SearchSettings",
+    "MapperSettings",
     "DesignSpace",
     "Design",
     "OBJECTIVES",
@@ -118,9 +121,18 @@ class Design:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MapperSettings:
+    objective: Literal["energy", "latency", "edp"] = "energy"
+    seed: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
 class DesignSpace:
     name: str
     workload: str
+    batch: int
+    preset: str
+    mapper: MapperSettings
     parameters: tuple[Parameter, ...]  # swept (two or more values)
     fixed: tuple[tuple[str, Scalar], ...]  # single-valued
     objectives: tuple[str, ...]
@@ -172,6 +184,12 @@ class _Search(BaseModel):
     seed: int = 0
 
 
+class _Mapper(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    objective: Literal["energy", "latency", "edp"] = "energy"
+    seed: int = 0
+
+
 class _Constraints(BaseModel):
     model_config = ConfigDict(extra="forbid")
     area_mm2: float | None = Field(default=None, gt=0)
@@ -182,6 +200,9 @@ class _Space(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     workload: str = Field(min_length=1)
+    batch: int = Field(default=1, ge=1)
+    preset: str = Field(default="magnet", min_length=1)
+    mapper: _Mapper = Field(default_factory=_Mapper)
     objectives: list[str] = Field(default_factory=lambda: list(OBJECTIVES))
     search: _Search = Field(default_factory=_Search)
     constraints: _Constraints = Field(default_factory=_Constraints)
@@ -304,16 +325,25 @@ def _values(spec: ParamSpec, raw: object) -> tuple[Scalar, ...]:
     return values
 
 
-def parse_space(
-    data: object, catalog: Mapping[str, ParamSpec], *, where: str = "space"
-) -> DesignSpace:
-    """Validate a loaded YAML document against the schema and the parameter catalogue."""
+Catalog = Mapping[str, ParamSpec] | Callable[[str], Mapping[str, ParamSpec]]
+
+
+def parse_space(data: object, catalog: Catalog, *, where: str = "space") -> DesignSpace:
+    """Validate a loaded YAML document against the schema and the parameter catalogue
+    (a mapping, or a function of the space's `preset` returning one)."""
     if not isinstance(data, dict):
         raise SpaceError(f"{where}: expected a mapping with name, workload and parameters")
     try:
         doc = _Space.model_validate(data)
     except ValidationError as e:
         raise SpaceError(f"{where}: {_pydantic_message(e)}") from None
+    if callable(catalog):
+        try:
+            catalog = catalog(doc.preset)
+        except SpaceError:
+            raise
+        except PicojouleError as e:
+            raise SpaceError(f"{where}: preset: {e}") from None
     if not doc.parameters:
         raise SpaceError(f"{where}: parameters is empty; name at least one of {sorted(catalog)}")
     swept: list[Parameter] = []
@@ -334,6 +364,9 @@ def parse_space(
     return DesignSpace(
         name=doc.name,
         workload=doc.workload,
+        batch=doc.batch,
+        preset=doc.preset,
+        mapper=MapperSettings(**doc.mapper.model_dump()),
         parameters=tuple(swept),
         fixed=tuple(sorted(fixed.items())),
         objectives=tuple(doc.objectives),
@@ -343,7 +376,7 @@ def parse_space(
     )
 
 
-def load_space(path: str | Path, catalog: Mapping[str, ParamSpec]) -> DesignSpace:
+def load_space(path: str | Path, catalog: Catalog) -> DesignSpace:
     """Read and validate a design-space YAML file (`yaml.safe_load`: data only)."""
     p = Path(path)
     try:

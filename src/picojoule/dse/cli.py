@@ -1,0 +1,163 @@
+"""`picojoule dse`: run a design space, show a stored run.
+
+    picojoule dse run SPACE.yaml [--out DIR] [--resume] [--backend local|ray] [--address A]
+                                 [--workers N]
+    picojoule dse show RUN [--run NAME] [--out DIR] [--limit N]
+
+`run` evaluates into DIR/results.sqlite (default `dse-runs/<space name>`) and writes
+front.json, pareto.png, energy_split.png and report.html beside it. `show` re-renders those
+from the database alone - nothing is re-evaluated.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from picojoule.dse.errors import InfeasibleError, StoreError
+from picojoule.dse.evaluate import DesignEvaluator, load_workload
+from picojoule.dse.params import catalog
+from picojoule.dse.report import RunReport, build_report, front_table, write_outputs
+from picojoule.dse.results import DB_FILENAME, ResultsDB
+from picojoule.dse.runner import run_space
+from picojoule.dse.space import load_space
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    help="Design-space exploration: sweep accelerator parameters, keep the Pareto front.",
+    no_args_is_help=True,
+)
+console = Console()
+
+
+def _split_table(report: RunReport) -> Table | None:
+    if report.chosen is None or report.chosen.metrics is None:
+        return None
+    m = report.chosen.metrics
+    split = m["energy_by_component_pj"]
+    total = sum(split.values())
+    table = Table(title="chosen design: energy per inference by component")
+    table.add_column("component")
+    table.add_column("uJ", justify="right")
+    table.add_column("share", justify="right")
+    for name in sorted(split, key=split.get, reverse=True):
+        table.add_row(name, f"{split[name] * 1e-6:.4g}", f"{100 * split[name] / total:.1f}%")
+    return table
+
+
+def _render(db_path: Path, run_name: str | None, out: Path, limit: int) -> RunReport:
+    with ResultsDB.open(db_path, create=False) as db:
+        run = db.run(run_name)
+        points = db.points(run.run_id)
+    report = build_report(run, points)
+    written = write_outputs(report, points, out)
+    console.print(front_table(report, limit=limit))
+    split = _split_table(report)
+    if split is not None:
+        console.print(split)
+    if report.chosen is not None and report.chosen.metrics is not None:
+        design = ", ".join(f"{k}={v}" for k, v in sorted(report.chosen.design.items()))
+        console.print(f"[bold]chosen[/bold] {design}")
+    if report.most_efficient is not None and report.most_efficient.metrics is not None:
+        m = report.most_efficient.metrics
+        console.print(
+            f"[bold]most efficient[/bold] {m['tops_per_w']:.3g} TOPS/W, "
+            f"{100 * m['math_energy_fraction']:.0f}% of energy in math, {m['area_mm2']:.3g} mm^2"
+        )
+    console.print("wrote " + ", ".join(str(p) for p in written))
+    return report
+
+
+@app.command()
+def run(
+    space: Annotated[Path, typer.Argument(help="design-space YAML file")],
+    out: Annotated[
+        Path | None, typer.Option(help="run directory (default dse-runs/<name>)")
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue a stopped run")] = False,
+    backend: Annotated[str, typer.Option(help="local (process pool) or ray")] = "local",
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (with --backend ray)")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="processes / local Ray CPUs (default: all)")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="front rows to print")] = 20,
+) -> None:
+    """Evaluate a design space (resumable; results cached in SQLite)."""
+    sp = load_space(space, catalog)
+    workload = load_workload(sp.workload, sp.batch)
+    evaluator = DesignEvaluator(
+        preset=sp.preset, workload=workload, objective=sp.mapper.objective, seed=sp.mapper.seed
+    )
+    out_dir = out if out is not None else Path("dse-runs") / sp.name
+    console.print(
+        f"[bold]{sp.name}[/bold]: preset {sp.preset}, workload {workload.name} "
+        f"({len(workload.layers)} layers), {sp.size:,} designs, search {sp.search.method}, "
+        f"backend {backend}"
+    )
+    columns = (
+        TextColumn("evaluating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("designs", total=None)
+
+        def tick(done: int, planned: int) -> None:
+            progress.update(task, completed=done, total=planned)
+
+        try:
+            summary = run_space(
+                sp,
+                evaluator,
+                out=out_dir,
+                backend=backend,
+                workers=workers,
+                address=address,
+                resume=resume,
+                progress=tick,
+            )
+        except InfeasibleError:
+            # Budgets nobody met: still render what was stored, then report the error.
+            if (out_dir / DB_FILENAME).exists():
+                progress.stop()
+                _render(out_dir / DB_FILENAME, sp.name, out_dir, limit)
+            raise
+    console.print(
+        f"{summary.points} points ({summary.evaluated} evaluated now, {summary.reused} reused, "
+        f"{summary.failed} unmappable, {summary.over_budget} proposals over the area budget) "
+        f"in {summary.db_path}"
+    )
+    _render(summary.db_path, sp.name, out_dir, limit)
+
+
+@app.command()
+def show(
+    run_path: Annotated[
+        Path, typer.Argument(metavar="RUN", help="run directory or results.sqlite")
+    ],
+    run_name: Annotated[
+        str | None, typer.Option("--run", help="which run, if the file holds several")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="where to write outputs (default: beside the DB)")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="front rows to print")] = 20,
+) -> None:
+    """Re-render tables, plots and JSON of a stored run, without evaluating anything."""
+    db_path = run_path / DB_FILENAME if run_path.is_dir() else run_path
+    if not db_path.exists():
+        raise StoreError(f"no results database at {db_path}; give a run directory or its .sqlite")
+    _render(db_path, run_name, out if out is not None else db_path.parent, limit)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,252 @@
+"""One design on one workload: build the Arch, map every layer, add up energy, time and area.
+
+Public: `LayerMetrics`, `DesignMetrics`, `evaluate_design`, `design_area`, `DesignEvaluator`,
+`load_workload`, `workload_key`, `model_version`.
+
+`evaluate_design(design, workload)` builds the preset's Arch from the design's parameters
+(`dse.params`), sets the workload's formats and weight density, runs the mapper
+(`picojoule.mapping.search`, deterministic for a seed, no time budget) once per distinct
+layer shape, and sums over layers (x `repeat`), which run one after another:
+
+    energy_pj   = sum(layer energy)          latency_s = sum(layer cycles) / clock
+    ops         = 2 x dense MACs             TOPS/W    = ops / energy_pj   (1 op/pJ = 1 TOPS/W)
+    power_w     = energy / latency           TOPS/mm^2 = ops / latency_s / 1e12 / area_mm2
+
+Sparse designs are credited with dense-equivalent ops, as GPU datasheets count sparse TOPS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from picojoule.dse.chip import ChipArea, chip_area
+from picojoule.dse.params import apply_to_workload, build_arch
+from picojoule.dse.space import Scalar
+from picojoule.errors import PicojouleError
+from picojoule.workload.layer import Workload
+
+__all__ = [
+    "LayerMetrics",
+    "DesignMetrics",
+    "evaluate_design",
+    "design_area",
+    "DesignEvaluator",
+    "load_workload",
+    "workload_key",
+    "model_version",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayerMetrics:
+    """One layer's share (already multiplied by its `repeat`)."""
+
+    name: str
+    repeat: int
+    macs: int
+    energy_pj: float
+    math_energy_pj: float
+    cycles: float
+    utilization: float
+    bound_by: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class DesignMetrics:
+    """Per-inference totals of one design on one workload (units in the names)."""
+
+    energy_pj: float
+    latency_s: float
+    cycles: float
+    area_mm2: float
+    power_w: float
+    tops_per_w: float
+    tops_per_mm2: float
+    macs: int
+    math_energy_fraction: float
+    energy_by_component_pj: dict[str, float]
+    area_by_component_mm2: dict[str, float]
+    layers: tuple[LayerMetrics, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["layers"] = [asdict(layer) for layer in self.layers]
+        return d
+
+
+def _formats(workload: Workload, design: Mapping[str, Scalar]) -> tuple[str, str]:
+    first = workload.layers[0]
+    return (
+        str(design.get("weight_format", first.weight_format)),
+        str(design.get("activation_format", first.input_format)),
+    )
+
+
+def design_area(design: Mapping[str, Scalar], workload: Workload, *, preset: str) -> ChipArea:
+    """Chip area of a design; needs no mapping (microseconds), so budgets are checked first."""
+    arch = build_arch(preset, design)
+    weight_format, input_format = _formats(workload, design)
+    return chip_area(arch, weight_format=weight_format, input_format=input_format)
+
+
+def evaluate_design(
+    design: Mapping[str, Scalar],
+    workload: Workload,
+    *,
+    preset: str = "magnet",
+    objective: str = "energy",
+    seed: int = 0,
+) -> DesignMetrics:
+    """Map every layer of `workload` on the design and total the costs (module docstring).
+
+    Raises a `PicojouleError` when the design cannot run the workload (e.g. a buffer too
+    small for any tile of some layer); the message names the layer.
+    """
+    from picojoule.mapping.search import search
+
+    arch = build_arch(preset, design)
+    runs = apply_to_workload(workload, design)
+    area = design_area(design, workload, preset=preset)
+    by_shape: dict[tuple[object, ...], Any] = {}
+    components: dict[str, float] = {"math": 0.0}
+    layers = []
+    for layer in runs.layers:
+        key = layer.shape_key()
+        if key not in by_shape:
+            try:
+                by_shape[key] = search(layer, arch, objective, seed=seed).cost  # type: ignore[arg-type]
+            except PicojouleError as e:
+                raise type(e)(f"layer {layer.name!r} ({layer.describe()}): {e}") from None
+        cost = by_shape[key]
+        n = layer.repeat
+        components["math"] += cost.mac_energy_pj * n
+        for level, row in cost.energy_by_level_pj.items():
+            components[level] = components.get(level, 0.0) + sum(row.values()) * n
+        net = sum(cost.network_energy_pj.values()) * n
+        if net:
+            components["network"] = components.get("network", 0.0) + net
+        layers.append(
+            LayerMetrics(
+                name=layer.name,
+                repeat=n,
+                macs=layer.macs * n,
+                energy_pj=cost.energy_pj * n,
+                math_energy_pj=cost.mac_energy_pj * n,
+                cycles=cost.cycles * n,
+                utilization=cost.utilization,
+                bound_by=cost.bound_by,
+            )
+        )
+    energy = sum(x.energy_pj for x in layers)
+    cycles = sum(x.cycles for x in layers)
+    macs = sum(x.macs for x in layers)
+    latency = cycles / (arch.clock_ghz * 1e9)
+    ops = 2.0 * macs
+    return DesignMetrics(
+        energy_pj=energy,
+        latency_s=latency,
+        cycles=cycles,
+        area_mm2=area.total_mm2,
+        power_w=energy * 1e-12 / latency,
+        tops_per_w=ops / energy,
+        tops_per_mm2=ops / latency / 1e12 / area.total_mm2,
+        macs=macs,
+        math_energy_fraction=components["math"] / energy,
+        energy_by_component_pj=components,
+        area_by_component_mm2=area.by_component_mm2(),
+        layers=tuple(layers),
+    )
+
+
+def load_workload(name: str, batch: int = 1) -> Workload:
+    """A built-in workload (`picojoule.workload` shape-only networks) by name."""
+    from picojoule.workload.builtin import builtin
+
+    return builtin(name, batch=batch)
+
+
+def workload_key(workload: Workload) -> str:
+    """Hash of everything the cost model reads from the workload."""
+    text = repr(tuple((layer.name, layer.repeat, layer.shape_key()) for layer in workload.layers))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# Code and data that decide a design's numbers; any edit changes the model version, so cached
+# results are never mixed with numbers from another version of the model.
+_MODEL_PACKAGES = (
+    "picojoule.workload",
+    "picojoule.arch",
+    "picojoule.mapping",
+    "picojoule.energy",
+    "picojoule.formats",
+    "picojoule.sparsity",
+)
+_MODEL_MODULES = ("area", "chip", "params", "evaluate")
+_MODEL_SUFFIXES = {".py", ".yaml", ".csv", ".json"}
+
+
+@cache
+def model_version() -> str:
+    """`<picojoule version>+<hash of the cost model's code and data>`."""
+    import picojoule
+
+    h = hashlib.sha256()
+    files: list[tuple[str, Path]] = []
+    for pkg in _MODEL_PACKAGES:
+        spec = importlib.util.find_spec(pkg)
+        if spec is None or spec.origin is None:
+            continue
+        root = Path(spec.origin).parent
+        files += [
+            (f"{pkg}/{p.relative_to(root)}", p)
+            for p in root.rglob("*")
+            if p.suffix in _MODEL_SUFFIXES and "__pycache__" not in p.parts
+        ]
+    here = Path(__file__).parent
+    files += [(f"picojoule.dse/{m}.py", here / f"{m}.py") for m in _MODEL_MODULES]
+    for name, path in sorted(files):
+        h.update(name.encode())
+        h.update(path.read_bytes())
+    return f"{picojoule.__version__}+{h.hexdigest()[:12]}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DesignEvaluator:
+    """The runner's job: a picklable function from a design dict to `(metrics, error)`."""
+
+    preset: str
+    workload: Workload
+    objective: str = "energy"
+    seed: int = 0
+
+    @property
+    def workload_name(self) -> str:
+        return self.workload.name
+
+    @property
+    def workload_key(self) -> str:
+        return workload_key(self.workload)
+
+    @property
+    def model_version(self) -> str:
+        return model_version()
+
+    def __call__(self, design: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+        """Metrics, or the reason this design cannot run the workload. Only `PicojouleError`s
+        (a design that does not fit) become errors; anything else is a bug and propagates."""
+        try:
+            metrics = evaluate_design(
+                design, self.workload, preset=self.preset, objective=self.objective, seed=self.seed
+            )
+        except PicojouleError as e:
+            return None, str(e)
+        return metrics.as_dict(), None
+
+    def area_mm2(self, design: dict[str, Any]) -> float:
+        return design_area(design, self.workload, preset=self.preset).total_mm2
