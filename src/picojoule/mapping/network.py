@@ -1,0 +1,246 @@
+"""Map a whole workload: `map_workload(workload, arch, objective) -> WorkloadCost`.
+
+Public: `map_workload`, `WorkloadCost`, `LayerResult`, `SpeedOfLight`, `speed_of_light`.
+
+Identical layers (same `Layer.shape_key()`) are searched once. Totals weight each layer by its
+`repeat`. The speed of light is the least any mapping could spend on this architecture: every
+MAC once, and only the compulsory DRAM traffic (each weight and input read once, each output
+written once at its output width), in energy; in time, the MACs on every lane at once or that
+traffic at the outer level's bandwidth, whichever is slower.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from picojoule.arch.energy import EnergyTable, operand_bits, resolve_energy
+from picojoule.arch.spec import Arch
+from picojoule.formats import get as get_format
+from picojoule.mapping.search import Objective, SearchResult, search
+from picojoule.workload.layer import OPERANDS, Layer, Workload
+
+__all__ = ["SpeedOfLight", "LayerResult", "WorkloadCost", "speed_of_light", "map_workload"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpeedOfLight:
+    """Lower bounds for one layer pass: pJ and cycles."""
+
+    energy_pj: float
+    cycles: float
+
+
+def speed_of_light(layer: Layer, arch: Arch, energy: EnergyTable) -> SpeedOfLight:
+    bits = operand_bits(arch, layer)
+    out_bits = float(get_format(layer.output_format).bits_per_element)
+    w = OPERANDS.index("weights")
+    i = OPERANDS.index("inputs")
+    o = OPERANDS.index("outputs")
+    dram_pj = (
+        layer.weight_elems * bits["weights"] * energy.read_pj_per_bit[0, w]
+        + layer.input_elems * bits["inputs"] * energy.read_pj_per_bit[0, i]
+        + layer.output_elems * out_bits * energy.write_pj_per_bit[0, o]
+    )
+    density = layer.weight_density * layer.input_density if arch.sparse.gate_zero_macs else 1.0
+    mac_pj = layer.macs * energy.mac_pj * density
+    dram_bits = (
+        layer.weight_elems * bits["weights"]
+        + layer.input_elems * bits["inputs"]
+        + layer.output_elems * out_bits
+    )
+    bw = arch.levels[0].bandwidth_bits_per_cycle
+    cycles = max(layer.macs / arch.lanes, dram_bits / bw if bw else 0.0)
+    return SpeedOfLight(energy_pj=float(dram_pj + mac_pj), cycles=float(cycles))
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayerResult:
+    """One layer: its search result (mapping and cost), bound, and how often it repeats."""
+
+    layer: Layer
+    result: SearchResult
+    bound: SpeedOfLight
+    mac_format: str
+
+    @property
+    def energy_pj(self) -> float:
+        return self.result.cost.energy_pj * self.layer.repeat
+
+    @property
+    def cycles(self) -> float:
+        return self.result.cost.cycles * self.layer.repeat
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkloadCost:
+    """Per-layer results and totals of a workload on an architecture (pJ, cycles, seconds)."""
+
+    workload: str
+    arch: str
+    objective: str
+    layers: tuple[LayerResult, ...]
+    clock_ghz: float
+    lanes: int
+    elapsed_s: float
+
+    @property
+    def macs(self) -> int:
+        return sum(r.layer.macs * r.layer.repeat for r in self.layers)
+
+    @property
+    def energy_pj(self) -> float:
+        return sum(r.energy_pj for r in self.layers)
+
+    @property
+    def cycles(self) -> float:
+        return sum(r.cycles for r in self.layers)
+
+    @property
+    def latency_s(self) -> float:
+        return self.cycles / (self.clock_ghz * 1e9)
+
+    @property
+    def pj_per_mac(self) -> float:
+        return self.energy_pj / self.macs
+
+    @property
+    def utilization(self) -> float:
+        """MACs over lane-cycles: the fraction of the array's peak actually used."""
+        return self.macs / (self.cycles * self.lanes)
+
+    @property
+    def mac_energy_pj(self) -> float:
+        return sum(r.result.cost.mac_energy_pj * r.layer.repeat for r in self.layers)
+
+    @property
+    def network_energy_pj(self) -> float:
+        return sum(
+            sum(r.result.cost.network_energy_pj.values()) * r.layer.repeat for r in self.layers
+        )
+
+    @property
+    def energy_by_level_pj(self) -> dict[str, dict[str, float]]:
+        """pJ by memory level and operand, summed over layers."""
+        out: dict[str, dict[str, float]] = {}
+        for r in self.layers:
+            for level, row in r.result.cost.energy_by_level_pj.items():
+                dest = out.setdefault(level, {})
+                for op, pj in row.items():
+                    dest[op] = dest.get(op, 0.0) + pj * r.layer.repeat
+        return out
+
+    @property
+    def energy_by_operand_pj(self) -> dict[str, float]:
+        by_level = self.energy_by_level_pj
+        return {op: sum(row.get(op, 0.0) for row in by_level.values()) for op in OPERANDS}
+
+    @property
+    def sol_energy_pj(self) -> float:
+        return sum(r.bound.energy_pj * r.layer.repeat for r in self.layers)
+
+    @property
+    def sol_cycles(self) -> float:
+        return sum(r.bound.cycles * r.layer.repeat for r in self.layers)
+
+    @property
+    def timed_out(self) -> tuple[str, ...]:
+        """Names of layers whose search stopped at the time budget."""
+        return tuple(r.layer.name for r in self.layers if r.result.timed_out)
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain data for JSON: totals, per-layer costs and mappings."""
+        return {
+            "workload": self.workload,
+            "arch": self.arch,
+            "objective": self.objective,
+            "macs": self.macs,
+            "energy_pj": self.energy_pj,
+            "pj_per_mac": self.pj_per_mac,
+            "cycles": self.cycles,
+            "latency_s": self.latency_s,
+            "utilization": self.utilization,
+            "mac_energy_pj": self.mac_energy_pj,
+            "network_energy_pj": self.network_energy_pj,
+            "energy_by_level_pj": self.energy_by_level_pj,
+            "speed_of_light": {"energy_pj": self.sol_energy_pj, "cycles": self.sol_cycles},
+            "elapsed_s": self.elapsed_s,
+            "timed_out_layers": list(self.timed_out),
+            "layers": [
+                {
+                    "name": r.layer.name,
+                    "shape": r.layer.describe(),
+                    "repeat": r.layer.repeat,
+                    "macs": r.layer.macs,
+                    "mac_format": r.mac_format,
+                    "energy_pj": r.result.cost.energy_pj,
+                    "pj_per_mac": r.result.cost.pj_per_mac,
+                    "cycles": r.result.cost.cycles,
+                    "utilization": r.result.cost.utilization,
+                    "bound_by": r.result.cost.bound_by,
+                    "energy_by_level_pj": r.result.cost.energy_by_level_pj,
+                    "mac_energy_pj": r.result.cost.mac_energy_pj,
+                    "network_energy_pj": r.result.cost.network_energy_pj,
+                    "speed_of_light": {
+                        "energy_pj": r.bound.energy_pj,
+                        "cycles": r.bound.cycles,
+                    },
+                    "timed_out": r.result.timed_out,
+                    "mapping": r.result.mapping.to_dict(),
+                }
+                for r in self.layers
+            ],
+        }
+
+
+def map_workload(
+    workload: Workload,
+    arch: Arch,
+    objective: Objective = "energy",
+    *,
+    time_budget_s: float | None = None,
+    seed: int = 0,
+    samples: int = 1000,
+    starts: int = 8,
+) -> WorkloadCost:
+    """Search every distinct layer of `workload` on `arch` and total the costs.
+
+    `time_budget_s` bounds the whole run; it is shared evenly among the layers not yet
+    searched, and a layer that runs out keeps its best mapping so far (listed in
+    `WorkloadCost.timed_out`).
+    """
+    start = time.perf_counter()
+    unique: dict[tuple[object, ...], tuple[SearchResult, SpeedOfLight, str]] = {}
+    keys = [layer.shape_key() for layer in workload.layers]
+    pending = len(set(keys))
+    results = []
+    for layer, key in zip(workload.layers, keys, strict=True):
+        if key not in unique:
+            budget = None
+            if time_budget_s is not None:
+                left = time_budget_s - (time.perf_counter() - start)
+                budget = max(left, 0.0) / pending
+            energy = resolve_energy(arch, layer)
+            found = search(
+                layer,
+                arch,
+                objective,
+                time_budget_s=budget,
+                seed=seed,
+                samples=samples,
+                starts=starts,
+                energy=energy,
+            )
+            unique[key] = (found, speed_of_light(layer, arch, energy), energy.mac_format)
+            pending -= 1
+        found, bound, fmt = unique[key]
+        results.append(LayerResult(layer=layer, result=found, bound=bound, mac_format=fmt))
+    return WorkloadCost(
+        workload=workload.name,
+        arch=arch.name,
+        objective=objective,
+        layers=tuple(results),
+        clock_ghz=arch.clock_ghz,
+        lanes=arch.lanes,
+        elapsed_s=time.perf_counter() - start,
+    )

@@ -1,0 +1,215 @@
+"""Extract a workload from a PyTorch model: `from_model(model, example_input, recipe=None)`.
+
+Public: `from_model`.
+
+The model is traced with `torch.fx` and the graph is run once on `example_input` by an
+interpreter that records every convolution, linear layer and matrix product with its real
+shapes (so attention's `q @ k.T` and `attn @ v` become matmul layers). Each layer carries
+* formats: from `recipe` (a `picojoule.quant` recipe string or `QuantConfig`, resolved per
+  module name); without a recipe, from the model's own fake-quant (if `quantize_` was
+  applied), else `fp16`;
+* densities: the weight mask's density (if `sparsify_` was applied) and the measured
+  fraction of non-zero inputs in this example run (ReLU outputs are sparse).
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import torch
+import torch.fx as fx
+import torch.nn as nn
+import torch.nn.functional as F
+
+from picojoule.errors import ShapeError
+from picojoule.workload.layer import Layer, Workload
+
+__all__ = ["from_model"]
+
+FLOAT_FORMAT = "fp16"
+_MATMULS = {torch.matmul, torch.bmm, operator.matmul}
+
+
+def _operand_formats(module: nn.Module | None, name: str, recipe: Any) -> tuple[str, str, float]:
+    """(weight format, input format, weight density) for one layer: the single place where
+    picojoule.hw reads the quant recipe and the sparsity parametrization."""
+    density = 1.0
+    if module is not None:
+        from picojoule.sparsity import mask_of
+
+        mask = mask_of(module)
+        if mask is not None:
+            density = max(float(mask.mask.float().mean()), 1e-6)
+    if recipe is not None:
+        from picojoule.quant import parse_recipe
+
+        cfg = parse_recipe(recipe).for_module(name)
+        if cfg is None:
+            return FLOAT_FORMAT, FLOAT_FORMAT, density
+        w = cfg.weight.resolve("weight").name if cfg.weight else FLOAT_FORMAT
+        a = cfg.activation.resolve("activation").name if cfg.activation else FLOAT_FORMAT
+        return w, a, density
+    w = a = FLOAT_FORMAT
+    if module is not None:
+        from picojoule.quant import weight_transforms
+
+        for t in weight_transforms(module):
+            fmt = getattr(t, "fmt", None)
+            if fmt is not None:
+                w = fmt.name
+        quantizer = getattr(module, "input_quantizer", None)
+        if quantizer is not None:
+            a = quantizer.fmt.name
+    return w, a, density
+
+
+def _density(x: torch.Tensor) -> float:
+    return max(float((x != 0).float().mean()), 1e-6) if x.numel() else 1.0
+
+
+def _conv_layer(
+    name: str,
+    x: torch.Tensor,
+    out: torch.Tensor,
+    mod: nn.Conv1d | nn.Conv2d,
+    formats: tuple[str, str, float],
+) -> Layer:
+    if any(d != 1 for d in mod.dilation):
+        raise ShapeError(
+            f"{name}: dilated convolutions are not modelled (dilation "
+            f"{mod.dilation}); the cost model covers dilation 1"
+        )
+    two_d = out.dim() == 4
+    n, k_total = out.shape[0], out.shape[1]
+    p, q = (out.shape[2], out.shape[3]) if two_d else (1, out.shape[2])
+    r, s = (mod.kernel_size[0], mod.kernel_size[1]) if two_d else (1, mod.kernel_size[0])
+    sh, sw = (mod.stride[0], mod.stride[1]) if two_d else (1, mod.stride[0])
+    g = mod.groups
+    c = x.shape[1] // g
+    w_fmt, a_fmt, w_density = formats
+    return Layer(
+        name=name,
+        kind="depthwise" if g > 1 and c == 1 else "conv",
+        N=n,
+        G=g,
+        K=k_total // g,
+        C=c,
+        P=p,
+        Q=q,
+        R=r,
+        S=s,
+        stride_h=sh,
+        stride_w=sw,
+        weight_format=w_fmt,
+        input_format=a_fmt,
+        output_format=a_fmt,
+        weight_density=w_density,
+        input_density=_density(x),
+    )
+
+
+def _linear_layer(
+    name: str,
+    x: torch.Tensor,
+    out_features: int,
+    in_features: int,
+    formats: tuple[str, str, float],
+    kind: str = "linear",
+) -> Layer:
+    w_fmt, a_fmt, w_density = formats
+    rows = x.numel() // in_features
+    return Layer(
+        name=name,
+        kind=kind,
+        N=rows,
+        K=out_features,
+        C=in_features,
+        weight_format=w_fmt,
+        input_format=a_fmt,
+        output_format=a_fmt,
+        weight_density=w_density,
+        input_density=_density(x),
+    )
+
+
+def _matmul_layer(name: str, a: torch.Tensor, b: torch.Tensor, recipe: Any) -> Layer:
+    """`a [..., M, C] @ b [..., C, K]`: rows in N, batch/heads in G. Both are activations."""
+    if a.dim() < 2 or b.dim() < 2:
+        raise ShapeError(f"{name}: matmul of vectors is not a layer; shapes {tuple(a.shape)}")
+    m, c, k = a.shape[-2], a.shape[-1], b.shape[-1]
+    g = max(a[..., 0, 0].numel(), b[..., 0, 0].numel())
+    _, a_fmt, _ = _operand_formats(None, name, recipe)
+    return Layer(
+        name=name,
+        kind="matmul",
+        N=m,
+        G=g,
+        K=k,
+        C=c,
+        weight_format=a_fmt,
+        input_format=a_fmt,
+        output_format=a_fmt,
+        weight_density=_density(b),
+        input_density=_density(a),
+    )
+
+
+class _Recorder(fx.Interpreter):
+    def __init__(self, gm: fx.GraphModule, recipe: Any) -> None:
+        super().__init__(gm)
+        self.recipe = recipe
+        self.layers: list[Layer] = []
+        self.counts: dict[str, int] = {}
+
+    def _name(self, base: str) -> str:
+        k = self.counts.get(base, 0)
+        self.counts[base] = k + 1
+        return base if k == 0 else f"{base}#{k}"
+
+    def run_node(self, n: fx.Node) -> Any:
+        out = super().run_node(n)
+        if n.op == "call_module":
+            mod = self.module.get_submodule(str(n.target))
+            x = self.env[n.args[0]] if isinstance(n.args[0], fx.Node) else None
+            name = self._name(str(n.target))
+            if isinstance(mod, nn.Conv1d | nn.Conv2d) and x is not None:
+                fm = _operand_formats(mod, str(n.target), self.recipe)
+                self.layers.append(_conv_layer(name, x, out, mod, fm))
+            elif isinstance(mod, nn.Linear) and x is not None:
+                fm = _operand_formats(mod, str(n.target), self.recipe)
+                self.layers.append(_linear_layer(name, x, mod.out_features, mod.in_features, fm))
+        elif n.op == "call_function" and n.target in _MATMULS:
+            a, b = (self.env[arg] if isinstance(arg, fx.Node) else arg for arg in n.args[:2])
+            self.layers.append(_matmul_layer(self._name(n.name), a, b, self.recipe))
+        elif n.op == "call_function" and n.target is F.scaled_dot_product_attention:
+            q, k, v = (self.env[arg] for arg in n.args[:3])
+            self.layers.append(
+                _matmul_layer(self._name(f"{n.name}.qk"), q, k.transpose(-2, -1), self.recipe)
+            )
+            self.layers.append(_matmul_layer(self._name(f"{n.name}.av"), out, v, self.recipe))
+        return out
+
+
+def from_model(model: nn.Module, example_input: Any, recipe: Any = None) -> Workload:
+    """The model's conv/linear/matmul layers with shapes, formats and densities.
+
+    `example_input` is a tensor or a tuple of positional inputs (batch size included).
+    Raises `ShapeError` when the model cannot be traced or holds no such layer.
+    """
+    try:
+        gm = fx.symbolic_trace(model)
+    except Exception as exc:  # fx raises many types for untraceable Python
+        raise ShapeError(
+            f"torch.fx cannot trace {type(model).__name__}: {str(exc).splitlines()[0]}; "
+            "give a model without data-dependent control flow, or describe its layers with "
+            "picojoule.workload.Layer"
+        ) from None
+    args = example_input if isinstance(example_input, tuple) else (example_input,)
+    recorder = _Recorder(gm, recipe)
+    with torch.no_grad():
+        recorder.run(*args)
+    name = type(model).__name__
+    if not recorder.layers:
+        raise ShapeError(f"{name} has no convolution, linear or matmul layer to map")
+    return Workload(name=name, layers=tuple(recorder.layers))
