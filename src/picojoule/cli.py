@@ -1,0 +1,115 @@
+"""`picojoule` command line: typer + rich. Every user error prints one line, never a traceback."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from picojoule.errors import PicojouleError
+
+app = typer.Typer(
+    help="What each hardware-efficiency lever costs in accuracy and buys in energy, area and "
+    "speed - on your own model.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+
+
+@app.command()
+def study(
+    model: str = typer.Option("digits", help="digits | minilm | package.module:build"),
+    data: str = typer.Option(None, help="package.module:loader (user models)"),
+    metric: str = typer.Option(None, help="package.module:score (user models)"),
+    recipes: str = typer.Option("default", help="preset name or recipes YAML file"),
+    target: str = typer.Option("eyeriss", help="accelerator preset or GPU name (e.g. h100)"),
+    out: Path = typer.Option(Path("picojoule-report"), help="output directory"),
+    cache: Path = typer.Option(None, help="result cache (SQLite); default: user cache dir"),
+    no_cache: bool = typer.Option(False, "--no-cache", help="recompute every recipe"),
+) -> None:
+    """Run recipes on a model: accuracy, bits, energy, latency per recipe; write a report."""
+    from picojoule.models.digits import cache_dir
+    from picojoule.study import load_recipes, load_task, summary_table, write_report
+    from picojoule.study.runner import run
+    from picojoule.study.targets import check_target
+
+    check_target(target)
+    recs = load_recipes(recipes)
+    task = load_task(model, data, metric)
+    db = None if no_cache else (cache or cache_dir() / "study.sqlite")
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        job = bar.add_task("recipes", total=len(recs))
+
+        def progress(name: str, i: int, n: int) -> None:
+            bar.update(job, completed=i, total=n, description=f"recipe {name}")
+
+        result = run(task, recs, target=target, cache=db, progress=progress)
+    console.print(summary_table(result))
+    jpath, hpath = write_report(result, out)
+    console.print(f"report: {hpath}  data: {jpath}")
+
+
+@app.command()
+def formats(
+    name: list[str] = typer.Argument(None, help="format names (default: one of each family)"),
+) -> None:
+    """Every format family with bits, range and precision."""
+    from picojoule.formats import FloatFormat, IntFormat, LNSFormat, ScaledFormat, get, names
+
+    t = Table(title="picojoule number formats", title_justify="left")
+    for col in ("name", "canonical", "family", "bits/elem", "max", "min normal", "min subnormal",
+                "eps"):  # fmt: skip
+        t.add_column(col, justify="left" if col in ("name", "canonical", "family") else "right")
+    for n in name or names():
+        f = get(n)
+        el = f.element if isinstance(f, ScaledFormat) else f
+        fam = {
+            FloatFormat: "float",
+            IntFormat: "int",
+            LNSFormat: "lns",
+        }.get(type(el), "codebook")
+        if isinstance(f, ScaledFormat):
+            fam = f"{f.kind} {fam}" + (f" /{f.block}" if f.block else "")
+        if isinstance(el, FloatFormat | IntFormat | LNSFormat):
+            rng = [f"{el.max:.4g}", f"{el.min_normal:.4g}", f"{el.min_subnormal:.4g}",
+                   f"{el.eps:.4g}"]  # fmt: skip
+        else:
+            rng = ["-"] * 4
+        t.add_row(n, f.name, fam, f"{f.bits_per_element:g}", *rng)
+    console.print(t)
+
+
+def _mount() -> None:
+    from picojoule.winograd.cli import app as winograd_app
+
+    app.add_typer(winograd_app, name="winograd", help="Winograd transforms and error study.")
+
+
+def main() -> None:
+    _mount()
+    try:
+        app()
+    except PicojouleError as e:
+        console.print(f"[bold red]error:[/] {e}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        console.print(
+            "[yellow]interrupted[/]: finished recipes are in the cache; run the same command "
+            "again to resume"
+        )
+        sys.exit(130)
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,54 @@
+"""The main job: recipes x model -> accuracy + energy + speed, one report.
+
+Public: `run(model, data, metric, recipes, target)` (Python entry with your own callables),
+`run_task`, `Recipe`, `PRESETS`, `load_recipes`, `load_task`, `write_report`, `summary_table`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import torch.nn as nn
+
+from picojoule.study.recipes import PRESETS, Recipe, load_recipes, preset
+from picojoule.study.report import summary_table, to_json, write_report
+from picojoule.study.runner import RecipeResult, StudyResult, apply_recipe
+from picojoule.study.runner import run as run_task
+from picojoule.study.tasks import DigitsTask, UserTask, load_task
+
+__all__ = [
+    "run",
+    "run_task",
+    "Recipe",
+    "PRESETS",
+    "preset",
+    "load_recipes",
+    "load_task",
+    "write_report",
+    "summary_table",
+    "to_json",
+    "StudyResult",
+    "RecipeResult",
+    "DigitsTask",
+    "UserTask",
+    "apply_recipe",
+]
+
+
+def run(
+    model: nn.Module | Callable[[], nn.Module],
+    data: Iterable | Callable[[], Iterable],
+    metric: Callable[[nn.Module, Iterable], float],
+    recipes: str | Sequence[Recipe] = "formats-sweep",
+    target: str = "eyeriss",
+    *,
+    cache: Path | None = None,
+) -> StudyResult:
+    """Study your own model: `data` yields (inputs, targets) batches, `metric(model, data)`
+    returns a number where higher is better."""
+    build = model if callable(model) and not isinstance(model, nn.Module) else (lambda: model)
+    loader = data if callable(data) else (lambda: data)
+    task = UserTask(build=build, loader=loader, score=metric)  # type: ignore[arg-type]
+    recs = load_recipes(recipes) if isinstance(recipes, str) else list(recipes)
+    return run_task(task, recs, target=target, cache=cache)

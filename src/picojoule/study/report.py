@@ -1,0 +1,290 @@
+"""Study outputs: `report.json` (versioned schema), a self-contained `report.html` (plots
+embedded as PNG data URIs, no network), and a rich summary table for the terminal.
+
+Files are written to a temporary name and renamed, so an interrupted run never leaves a
+half-written report that looks complete.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from picojoule.errors import PicojouleError
+from picojoule.study.runner import StudyResult
+
+__all__ = ["REPORT_SCHEMA", "to_json", "summary_table", "write_report"]
+
+REPORT_SCHEMA = "picojoule.study/1"
+
+
+def to_json(study: StudyResult) -> dict[str, Any]:
+    """The report as data. Schema `picojoule.study/1` (docs/study.md documents every field)."""
+    return {
+        "schema": REPORT_SCHEMA,
+        "task": study.task,
+        "primary_metric": study.primary_metric,
+        "metric_unit": study.unit,
+        "target": study.target,
+        "model_version": study.model_version,
+        "recipes": [
+            {
+                "name": r.recipe.name,
+                "description": r.recipe.describe(),
+                "delta": study.delta(r),
+                "cached": r.cached,
+                **r.to_dict(),
+            }
+            for r in study.results
+        ],
+    }
+
+
+def _fmt_energy(pj: float | None) -> str:
+    if pj is None or (isinstance(pj, float) and math.isnan(pj)):
+        return "-"
+    for unit, scale in (("mJ", 1e9), ("uJ", 1e6), ("nJ", 1e3)):
+        if pj >= scale:
+            return f"{pj / scale:.3g} {unit}"
+    return f"{pj:.3g} pJ"
+
+
+def summary_table(study: StudyResult) -> Table:
+    m = study.primary_metric
+    t = Table(title=f"picojoule study: {study.task} on {study.target}", title_justify="left")
+    for col, just in [
+        ("recipe", "left"),
+        (m + (f" ({study.unit})" if study.unit else ""), "right"),
+        ("delta", "right"),
+        ("bits/weight", "right"),
+        ("weight KiB", "right"),
+        ("mults", "right"),
+        ("energy/inf", "right"),
+        ("vs SOL", "right"),
+    ]:
+        t.add_column(col, justify=just)  # type: ignore[arg-type]
+    for r in study.results:
+        c = r.cost
+        d = study.delta(r)
+        sol = c.get("sol_ratio")
+        t.add_row(
+            r.recipe.name,
+            f"{r.metrics[m]:.4g}",
+            "-" if r.recipe.is_baseline else f"{d:+.3g}",
+            f"{r.bits_per_weight:.2f}",
+            f"{r.model_bytes / 1024:.1f}",
+            f"{c.get('mults', 0):,}",
+            _fmt_energy(c.get("energy_pj")),
+            f"{sol:.2f}x" if isinstance(sol, int | float) else "-",
+        )
+    t.caption = (
+        "delta vs the FP32 baseline; energy from the target model (assumptions in report.html); "
+        "vs SOL = energy / speed-of-light bound"
+    )
+    return t
+
+
+# --- plots ---------------------------------------------------------------------------------
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _pareto(points: list[tuple[float, float]]) -> list[int]:
+    """Indices on the front: lower energy and higher metric are better."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], -math.inf
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def _plots(study: StudyResult) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out: dict[str, str] = {}
+    m = study.primary_metric
+    res = [r for r in study.results if r.cost.get("energy_pj")]
+    if res:
+        fig, ax = plt.subplots(figsize=(7, 4.2))
+        pts = [(r.cost["energy_pj"], r.metrics[m]) for r in res]
+        ax.scatter([p[0] for p in pts], [p[1] for p in pts], color="#3465a4", zorder=3)
+        for r, (x, y) in zip(res, pts, strict=True):
+            ax.annotate(
+                r.recipe.name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points"
+            )
+        front = _pareto(pts)
+        ax.plot(
+            [pts[i][0] for i in front],
+            [pts[i][1] for i in front],
+            color="#cc0000",
+            lw=1,
+            label="Pareto front",
+        )
+        ax.set_xscale("log")
+        ax.set_xlabel(f"energy per inference on {study.target} (pJ)")
+        ax.set_ylabel(m)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        out["pareto"] = _png(fig)
+
+        fig, ax = plt.subplots(figsize=(8, 4.2))
+        names = [r.recipe.name for r in res]
+        layer_names = [lay["name"] for lay in res[0].cost.get("layers_energy", [])]
+        bottom = [0.0] * len(res)
+        cmap = plt.get_cmap("tab20")
+        for j, ln in enumerate(layer_names):
+            vals = []
+            for r in res:
+                lay = {x["name"]: x for x in r.cost.get("layers_energy", [])}.get(ln, {})
+                vals.append(lay.get("energy_pj", 0.0) or 0.0)
+            ax.bar(names, vals, bottom=bottom, label=ln, color=cmap(j % 20))
+            bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
+        ax.set_ylabel("energy per inference (pJ)")
+        ax.tick_params(axis="x", rotation=60, labelsize=7)
+        ax.legend(fontsize=6, ncol=2, title="layer", title_fontsize=7)
+        ax.set_title("per-layer energy")
+        out["layers"] = _png(fig)
+
+    quantized = [r for r in study.results if r.layers and not r.recipe.is_baseline]
+    if quantized:
+        layer_names = [lay["name"] for lay in quantized[0].layers]
+        grid = [
+            [
+                next((x["weight_rel_rmse"] for x in r.layers if x["name"] == ln), float("nan"))
+                for ln in layer_names
+            ]
+            for r in quantized
+        ]
+        fig, ax = plt.subplots(figsize=(1.2 + 0.7 * len(layer_names), 0.9 + 0.3 * len(quantized)))
+        im = ax.imshow(grid, aspect="auto", cmap="magma_r")
+        ax.set_xticks(range(len(layer_names)), layer_names, rotation=60, fontsize=7)
+        ax.set_yticks(range(len(quantized)), [r.recipe.name for r in quantized], fontsize=7)
+        fig.colorbar(im, ax=ax, label="weight relative RMS error")
+        ax.set_title("per-layer weight error")
+        out["errors"] = _png(fig)
+    return out
+
+
+# --- HTML ----------------------------------------------------------------------------------
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
+table{border-collapse:collapse;font-size:13px;margin:1em 0}
+td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+td:first-child,th:first-child{text-align:left}
+th{background:#f0f0f0} img{max-width:100%} .note{color:#555;font-size:13px}
+"""
+
+
+def _table(rows: list[list[Any]], head: list[str]) -> str:
+    h = "".join(f"<th>{html.escape(str(c))}</th>" for c in head)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f"<table><tr>{h}</tr>{body}</table>"
+
+
+def _recipe_rows(study: StudyResult) -> list[list[Any]]:
+    m = study.primary_metric
+    rows = []
+    for r in study.results:
+        c = r.cost
+        rows.append([
+            r.recipe.name, r.recipe.describe(), f"{r.metrics[m]:.4g}",
+            "-" if r.recipe.is_baseline else f"{study.delta(r):+.3g}",
+            f"{r.bits_per_weight:.2f}", f"{r.model_bytes:,}", f"{c.get('macs', 0):,}",
+            f"{c.get('mults', 0):,}", _fmt_energy(c.get("energy_pj")),
+            _fmt_energy(c.get("sol_energy_pj")),
+            f"{c['latency_s'] * 1e6:.3g}" if c.get("latency_s") else "-",
+        ])  # fmt: skip
+    return rows
+
+
+def _sparsity_section(study: StudyResult) -> str:
+    sparse = [r for r in study.results if r.recipe.sparsity]
+    r = sparse[0] if sparse else study.baseline
+    if r is None or not r.sparsity:
+        return ""
+    rows = [
+        [x["name"], x["kind"], "x".join(map(str, x["shape"])), x["pattern"], f"{x['density']:.2f}",
+         "yes" if x["qualifies_2to4"] else f"no: {x['why_not']}", x["kernel"],
+         f"{x['bytes_saved']:,}", x["macs_saved"] if x["macs_saved"] is not None else "-",
+         f"{x['predicted_speedup']:.2f}x"]
+        for x in r.sparsity
+    ]  # fmt: skip
+    head = ["layer", "kind", "shape", "pattern", "density", "2:4 kernel?", "GPU kernel",
+            "bytes saved", "MACs saved", "predicted speedup"]  # fmt: skip
+    notes = sorted({x["speedup_assumption"] for x in r.sparsity})
+    return (
+        f"<h2>Sparsity: which layers got the sparse kernel ({html.escape(r.recipe.name)})</h2>"
+        + _table(rows, head)
+        + "".join(f"<p class=note>{html.escape(n)}</p>" for n in notes)
+    )
+
+
+def render_html(study: StudyResult) -> str:
+    plots = _plots(study)
+    head = ["recipe", "levers", study.primary_metric, "delta", "bits/weight", "weight bytes",
+            "MACs", "multiplies", "energy/inf", "SOL energy", "latency (us)"]  # fmt: skip
+    imgs = "".join(
+        f'<h2>{title}</h2><img alt="{key}" src="{plots[key]}">'
+        for key, title in (("pareto", "Accuracy vs energy"), ("layers", "Energy per layer"),
+                           ("errors", "Error per layer"))
+        if key in plots
+    )  # fmt: skip
+    assumptions = study.results[0].cost.get("assumptions", []) if study.results else []
+    return (
+        f"<!doctype html><html><head><meta charset=utf-8><title>picojoule study</title>"
+        f"<style>{_CSS}</style></head><body>"
+        f"<h1>picojoule study: {html.escape(study.task)} on {html.escape(study.target)}</h1>"
+        f"<p class=note>model version {study.model_version}; schema {REPORT_SCHEMA}</p>"
+        f"<h2>Recipes</h2>{_table(_recipe_rows(study), head)}{imgs}{_sparsity_section(study)}"
+        "<h2>Assumptions and sources</h2><ul>"
+        + "".join(f"<li>{html.escape(a)}</li>" for a in assumptions)
+        + "</ul></body></html>"
+    )
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_report(study: StudyResult, out_dir: Path) -> tuple[Path, Path]:
+    """Write report.json and report.html into `out_dir` (created); returns both paths."""
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise PicojouleError(
+            f"cannot write the report to {out_dir}: {e.strerror}; pass --out with a writable "
+            "directory"
+        ) from None
+    jpath, hpath = out_dir / "report.json", out_dir / "report.html"
+    _atomic_write(jpath, json.dumps(to_json(study), indent=1, default=float))
+    _atomic_write(hpath, render_html(study))
+    return jpath, hpath

@@ -1,0 +1,224 @@
+"""The main job: recipes x model -> accuracy, bits, bytes, energy, latency, per layer.
+
+`run(task, recipes, target=..., cache=...)` applies each recipe's levers to a fresh copy of the
+FP32 model in a fixed order (Winograd, then sparsity masks, then quantization, then optional
+fine-tuning), evaluates it, and costs it on the target. Each finished recipe is written to the
+SQLite cache at once, so an interrupted study resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from picojoule.errors import ConfigError
+from picojoule.study.recipes import Recipe
+from picojoule.study.store import ResultCache
+from picojoule.study.tasks import Task, fingerprint
+
+__all__ = ["RecipeResult", "StudyResult", "run", "apply_recipe"]
+
+RESULT_VERSION = 2  # bump when what a recipe result holds changes (invalidates cached rows)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecipeResult:
+    recipe: Recipe
+    metrics: dict[str, float]
+    bits_per_weight: float
+    model_bytes: int
+    layers: list[dict[str, Any]]
+    sparsity: list[dict[str, Any]]
+    cost: dict[str, Any]
+    applied: dict[str, list[str]]
+    seconds: float
+    cached: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        d = {k: v for k, v in self.__dict__.items() if k not in ("recipe", "cached")}
+        d["recipe"] = asdict(self.recipe)
+        return d
+
+
+@dataclass(frozen=True, kw_only=True)
+class StudyResult:
+    task: str
+    primary_metric: str
+    unit: str
+    target: str
+    model_version: str
+    results: list[RecipeResult]
+    baseline: RecipeResult | None = field(default=None)
+
+    def delta(self, r: RecipeResult) -> float:
+        if self.baseline is None:
+            return float("nan")
+        return r.metrics[self.primary_metric] - self.baseline.metrics[self.primary_metric]
+
+
+def apply_recipe(model: nn.Module, recipe: Recipe, task: Task) -> dict[str, list[str]]:
+    """Apply the recipe's levers in place; returns what each lever did per layer."""
+    done: dict[str, list[str]] = {}
+    if recipe.winograd:
+        from picojoule.winograd import winogradize_
+
+        recs = winogradize_(model, tile=recipe.winograd)
+        done["winograd"] = _summarise(recs, recipe, "winograd")
+    if recipe.sparsity:
+        from picojoule.sparsity import sparsify_
+
+        recs = sparsify_(model, recipe.sparsity)
+        done["sparsity"] = _summarise(recs, recipe, "sparsity")
+    if recipe.quant:
+        from picojoule.quant import calibrate, quantize_
+
+        recs = quantize_(model, recipe.quant)
+        done["quant"] = _summarise(recs, recipe, "quant")
+        calibrate(model, task.calibration_batches(4))
+    if recipe.finetune_steps:
+        batches = getattr(task, "train_batches", lambda: None)()
+        if batches is None:
+            raise ConfigError(
+                f"recipe {recipe.name!r} fine-tunes, but task {task.name} has no training data"
+            )
+        from picojoule.sparsity import finetune
+
+        finetune(model, batches, recipe.finetune_steps, recipe.finetune_lr)
+        model.eval()
+    return done
+
+
+def _summarise(recs: Sequence, recipe: Recipe, lever: str) -> list[str]:
+    lines = [f"{r.name}: {r.action or 'skipped: ' + r.reason}" for r in recs]
+    if not any(not r.skipped for r in recs):
+        raise ConfigError(
+            f"recipe {recipe.name!r}: its {lever} setting applies to no layer of the model "
+            f"({'; '.join(lines[:4]) or 'no eligible layers'})"
+        )
+    return lines
+
+
+def _weights_summary(model: nn.Module) -> tuple[float, int, list[dict[str, Any]]]:
+    """Bits per weight (parameter-weighted) and exact weight bytes, from the layer formats."""
+    from picojoule.formats import ScaledFormat
+    from picojoule.quant import report as quant_report
+    from picojoule.quant.api import _format_of
+    from picojoule.sparsity import mask_of
+
+    rows = [r.to_dict() for r in quant_report(model)]
+    total_bits = 0.0
+    n_weights = 0
+    layer_modules = dict(model.named_modules())
+    for row in rows:
+        m = layer_modules[row["name"]]
+        w = m.weight
+        n = w.numel()
+        fmt = _format_of(m)
+        if isinstance(fmt, ScaledFormat):
+            from picojoule.quant.modules import reduction_last
+
+            bits = fmt.storage_bits(tuple(reduction_last(w.detach(), "weight").shape))
+        elif fmt is not None:
+            bits = fmt.bits_per_element * n
+        else:
+            bits = w.element_size() * 8 * n
+        mask = mask_of(m)
+        density = float(mask.mask.float().mean()) if mask is not None else 1.0
+        row["density"] = density
+        row["params"] = n
+        total_bits += bits
+        n_weights += n
+    for name, p in model.named_parameters():
+        if name.endswith("bias"):
+            total_bits += p.numel() * 32
+    bpw = total_bits / n_weights if n_weights else float("nan")
+    return bpw, math.ceil(total_bits / 8), rows
+
+
+def _evaluate_recipe(task: Task, recipe: Recipe, target: str) -> RecipeResult:
+    from picojoule.study.cost import recipe_cost
+
+    t0 = time.perf_counter()
+    torch.manual_seed(0)
+    model = task.model()
+    applied = apply_recipe(model, recipe, task)
+    model.eval()
+    metrics = task.evaluate(model)
+    bpw, nbytes, layers = _weights_summary(model)
+    from picojoule.sparsity import report as sparsity_report
+    from picojoule.sparsity import to_dict as sparsity_dict
+
+    example = task.example_input()
+    sp_rows = sparsity_report(
+        model, example_input=example if isinstance(example, torch.Tensor) else None
+    )
+    cost = recipe_cost(model, example, target)
+    return RecipeResult(
+        recipe=recipe,
+        metrics=metrics,
+        bits_per_weight=bpw,
+        model_bytes=nbytes,
+        layers=layers,
+        sparsity=sparsity_dict(sp_rows)["layers"],  # type: ignore[index]
+        cost=cost,
+        applied=applied,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def run(
+    task: Task,
+    recipes: Sequence[Recipe],
+    *,
+    target: str = "eyeriss",
+    cache: ResultCache | Path | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> StudyResult:
+    """Run every recipe on `task` (cached, resumable); the first baseline recipe is the FP32
+    reference for deltas (one is added if none is given)."""
+    if not recipes:
+        raise ConfigError("no recipes to run")
+    recipes = list(recipes)
+    if not any(r.is_baseline for r in recipes):
+        recipes.insert(0, Recipe(name="fp32"))
+    store = ResultCache(cache) if isinstance(cache, Path | str) else cache
+    version = fingerprint(task.model())
+    study_key = f"v{RESULT_VERSION}|{task.name}|{version}|{target}"
+    results: list[RecipeResult] = []
+    try:
+        for i, recipe in enumerate(recipes):
+            if progress:
+                progress(recipe.name, i, len(recipes))
+            hit = store.get(study_key, recipe.key()) if store else None
+            if hit is not None:
+                hit.pop("recipe", None)
+                results.append(RecipeResult(recipe=recipe, cached=True, **hit))
+                continue
+            r = _evaluate_recipe(task, recipe, target)
+            if store:
+                store.put(study_key, recipe.key(), r.to_dict())
+            results.append(r)
+        if progress:
+            progress("done", len(recipes), len(recipes))
+    finally:
+        if store is not None and store is not cache:
+            store.close()
+    baseline = next(r for r in results if r.recipe.is_baseline)
+    return StudyResult(
+        task=task.name,
+        primary_metric=task.primary_metric,
+        unit=getattr(task, "unit", ""),
+        target=target,
+        model_version=version,
+        results=results,
+        baseline=baseline,
+    )
