@@ -1,12 +1,13 @@
 """`picojoule dse`: run a design space, show a stored run.
 
-    picojoule dse run SPACE.yaml [--out DIR] [--resume] [--backend local|ray] [--address A]
+    picojoule dse run SPACE [--out DIR] [--resume] [--backend local|ray] [--address A]
                                  [--workers N]
     picojoule dse show RUN [--run NAME] [--out DIR] [--limit N]
 
-`run` evaluates into DIR/results.sqlite (default `dse-runs/<space name>`) and writes
-front.json, pareto.png, energy_split.png and report.html beside it. `show` re-renders those
-from the database alone - nothing is re-evaluated.
+SPACE is a YAML file or a packaged space (magnet-resnet50, magnet-resnet18-500,
+formats-digits). `run` evaluates into DIR/results.sqlite (default `dse-runs/<space name>`)
+and writes front.json, pareto.png, energy_split.png and report.html beside it. `show`
+re-renders those from the database alone - nothing is re-evaluated.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from picojoule.dse.params import catalog
 from picojoule.dse.report import RunReport, build_report, front_table, write_outputs
 from picojoule.dse.results import DB_FILENAME, ResultsDB
 from picojoule.dse.runner import run_space
-from picojoule.dse.space import load_space
+from picojoule.dse.space import find_space, load_space
 
 __all__ = ["app"]
 
@@ -67,8 +68,10 @@ def _render(db_path: Path, run_name: str | None, out: Path, limit: int) -> RunRe
     if report.most_efficient is not None and report.most_efficient.metrics is not None:
         m = report.most_efficient.metrics
         console.print(
-            f"[bold]most efficient[/bold] {m['tops_per_w']:.3g} TOPS/W, "
-            f"{100 * m['math_energy_fraction']:.0f}% of energy in math, {m['area_mm2']:.3g} mm^2"
+            f"[bold]most efficient[/bold] {m['tops_per_w']:.3g} TOPS/W "
+            f"({m['onchip_tops_per_w']:.3g} on chip, DRAM excluded), "
+            f"{100 * m['math_energy_fraction']:.0f}% of energy in math "
+            f"({100 * m['onchip_math_energy_fraction']:.0f}% on chip), {m['area_mm2']:.3g} mm^2"
         )
     console.print("wrote " + ", ".join(str(p) for p in written))
     return report
@@ -76,7 +79,7 @@ def _render(db_path: Path, run_name: str | None, out: Path, limit: int) -> RunRe
 
 @app.command()
 def run(
-    space: Annotated[Path, typer.Argument(help="design-space YAML file")],
+    space: Annotated[str, typer.Argument(help="design-space YAML file, or a packaged space name")],
     out: Annotated[
         Path | None, typer.Option(help="run directory (default dse-runs/<name>)")
     ] = None,
@@ -91,7 +94,7 @@ def run(
     limit: Annotated[int, typer.Option(help="front rows to print")] = 20,
 ) -> None:
     """Evaluate a design space (resumable; results cached in SQLite)."""
-    sp = load_space(space, catalog)
+    sp = load_space(find_space(space), catalog)
     workload = load_workload(sp.workload, sp.batch)
     evaluator = DesignEvaluator(
         preset=sp.preset, workload=workload, objective=sp.mapper.objective, seed=sp.mapper.seed

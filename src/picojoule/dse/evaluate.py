@@ -12,7 +12,10 @@ layer shape, and sums over layers (x `repeat`), which run one after another:
     ops         = 2 x dense MACs             TOPS/W    = ops / energy_pj   (1 op/pJ = 1 TOPS/W)
     power_w     = energy / latency           TOPS/mm^2 = ops / latency_s / 1e12 / area_mm2
 
-Sparse designs are credited with dense-equivalent ops, as GPU datasheets count sparse TOPS.
+`onchip_*` repeat TOPS/W and the math share without the DRAM levels' energy: accelerator
+papers (MAGNet, Simba) quote chip efficiency that way, and DRAM energy depends on the memory
+system more than on the accelerator. Sparse designs are credited with dense-equivalent ops,
+as GPU datasheets count sparse TOPS.
 """
 
 from __future__ import annotations
@@ -70,6 +73,9 @@ class DesignMetrics:
     tops_per_mm2: float
     macs: int
     math_energy_fraction: float
+    onchip_energy_pj: float  # without DRAM levels
+    onchip_tops_per_w: float
+    onchip_math_energy_fraction: float
     energy_by_component_pj: dict[str, float]
     area_by_component_mm2: dict[str, float]
     layers: tuple[LayerMetrics, ...]
@@ -148,6 +154,8 @@ def evaluate_design(
     macs = sum(x.macs for x in layers)
     latency = cycles / (arch.clock_ghz * 1e9)
     ops = 2.0 * macs
+    dram = {level.name for level in arch.levels if level.memory == "dram"}
+    onchip = energy - sum(components.get(name, 0.0) for name in dram)
     return DesignMetrics(
         energy_pj=energy,
         latency_s=latency,
@@ -158,6 +166,9 @@ def evaluate_design(
         tops_per_mm2=ops / latency / 1e12 / area.total_mm2,
         macs=macs,
         math_energy_fraction=components["math"] / energy,
+        onchip_energy_pj=onchip,
+        onchip_tops_per_w=ops / onchip,
+        onchip_math_energy_fraction=components["math"] / onchip,
         energy_by_component_pj=components,
         area_by_component_mm2=area.by_component_mm2(),
         layers=tuple(layers),

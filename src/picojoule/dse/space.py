@@ -52,6 +52,8 @@ __all__ = [
     "OBJECTIVES",
     "parse_space",
     "load_space",
+    "find_space",
+    "SPACES_DIR",
 ]
 
 Scalar = int | float | str
@@ -62,6 +64,7 @@ OBJECTIVES: dict[str, str] = {
     "latency": "latency_s",
     "area": "area_mm2",
 }
+SPACES_DIR = Path(__file__).parent / "spaces"  # packaged example spaces
 MAX_GRID = 200_000  # past this a grid is a typo, not a plan: say so instead of enumerating
 
 
@@ -390,3 +393,19 @@ def load_space(path: str | Path, catalog: Catalog) -> DesignSpace:
     if data is None:
         raise SpaceError(f"{p} is empty; a space needs name, workload and parameters")
     return parse_space(data, catalog, where=str(p))
+
+
+def find_space(name_or_path: str | Path) -> Path:
+    """A space file: the path itself, or a packaged space by name (`magnet-resnet50`)."""
+    p = Path(name_or_path)
+    if p.exists():
+        return p
+    packaged = SPACES_DIR / f"{name_or_path}.yaml"
+    if packaged.exists():
+        return packaged
+    names = sorted(q.stem for q in SPACES_DIR.glob("*.yaml"))
+    raise SpaceError(
+        f"no design-space file {str(name_or_path)!r} (did you mean: "
+        f"{nearest(str(name_or_path), names)}?); give a YAML path or a packaged space: "
+        f"{', '.join(names)}"
+    )
