@@ -22,7 +22,8 @@ The model (all parts from the calibrated primitives of `picojoule.energy.arith`)
    the partial sum, converting that sum to FP32 when it was fixed point, and the outer add.
    VS-Quant with integer scales stays integer to the end (partial x scale product, wide add).
 4. scale, per output - per-tensor/per-channel FP32 scales (and NVFP4's tensor scale,
-   VS-Quant's gamma) cost one FP32 multiply per output, amortized over K.
+   VS-Quant's gamma) cost one FP32 multiply per output (their product is formed once per
+   output channel), amortized over K.
 
 Both operands use `fmt` unless `input_format` names the activation format. Everything is
 computed at 45 nm and scaled to `node_nm` with the node table.
@@ -257,9 +258,8 @@ def mac_energy(
     blocks = {op.block for op in (w, x) if op.block is not None}
     if len(blocks) == 2 and max(blocks) % min(blocks):
         raise ConfigError(f"block sizes {sorted(blocks)} of {w.name} and {x.name} do not nest")
-    length = min(blocks) if blocks else reduction
-    if length > reduction:
-        raise ConfigError(f"{w.name}: block of {length} is longer than the reduction {reduction}")
+    # a block longer than the dot product is one zero-padded block per output
+    length = min(*blocks, reduction) if blocks else reduction
     parts = {f"multiply: {k}": v for k, v in _multiply(cal, w.num, x.num).items()}
     for op in {w.name: w, x.name: x}.values():
         if op.decode_pj:
@@ -271,10 +271,11 @@ def mac_energy(
         per_block = _per_block(cal, w, x, partial, width, reduction)
         parts |= {f"scale/block: {k}": v / length for k, v in per_block.items()}
         notes.append(f"per-block work amortized over {length} MACs")
-    coarse = w.coarse_scales + x.coarse_scales
-    if coarse:
-        parts["scale/output: fp32 dequantize"] = coarse * cal.fp_mul(*_FP32) / reduction
-        notes.append(f"{coarse} fp32 scale multiplies per output, amortized over K={reduction}")
+    if w.coarse_scales or x.coarse_scales:
+        # the coarse scales' product is formed once per output channel (negligible); each
+        # output then takes one fp32 multiply, amortized over the K MACs that produced it
+        parts["scale/output: fp32 dequantize"] = cal.fp_mul(*_FP32) / reduction
+        notes.append(f"one fp32 dequantize multiply per output, amortized over K={reduction}")
     name = w.name if x is w else f"{w.name} x {x.name}"
     result = OpEnergy(
         name=name,

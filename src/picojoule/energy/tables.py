@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import warnings
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
@@ -257,7 +257,7 @@ def _row_name(item: dict[str, Any]) -> str:
     return ""
 
 
-@lru_cache(maxsize=None)
+@cache
 def _builtin(kind: str) -> Table:
     ref = resources.files("picojoule.energy").joinpath("data", f"{kind}.yaml")
     data = yaml.safe_load(ref.read_text(encoding="utf-8"))
