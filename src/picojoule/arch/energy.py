@@ -6,7 +6,8 @@ Public: `EnergyTable`, `resolve_energy(arch, layer)`, `operand_bits(arch, layer)
 Energies given in the spec are used as written. A field left `None` is taken from
 `picojoule.energy` (the project's cited tables): SRAM energy per access of `width_bits` from
 `sram_energy_pj(capacity_bytes, width_bits, node_nm=...)` divided by the width, DRAM from
-`dram_energy_pj_per_bit(kind)`, MAC from `mac_energy(format, node_nm=...)`.
+`dram_energy_pj_per_bit(kind)`, MAC from `mac_energy(weight_format,
+input_format=..., node_nm=...)` (or the arch's fixed MAC format).
 """
 
 from __future__ import annotations
@@ -46,11 +47,12 @@ def _energy_module():  # noqa: ANN202 - a module
 
 
 def mac_format(arch: Arch, layer: Layer) -> str:
-    """The MAC's arithmetic format: the arch's, or the wider of the layer's two operands."""
+    """The MAC's arithmetic format: the arch's, or the layer's `weights x inputs` pair."""
     if arch.mac.format is not None:
         return arch.mac.format
-    w, i = get_format(layer.weight_format), get_format(layer.input_format)
-    return layer.weight_format if w.bits_per_element >= i.bits_per_element else layer.input_format
+    if layer.weight_format == layer.input_format:
+        return layer.weight_format
+    return f"{layer.weight_format} x {layer.input_format}"
 
 
 def operand_bits(arch: Arch, layer: Layer) -> dict[Operand, float]:
@@ -109,8 +111,14 @@ def resolve_energy(arch: Arch, layer: Layer) -> EnergyTable:
     fmt = mac_format(arch, layer)
     if arch.mac.energy_pj is not None:
         mac_pj = arch.mac.energy_pj
-    else:
+    elif arch.mac.format is not None:
         mac_pj = float(_energy_module().mac_energy(fmt, node_nm=arch.node_nm).energy_pj)
+    else:  # the layer's own pair of formats (weights x inputs)
+        mac_pj = float(
+            _energy_module()
+            .mac_energy(layer.weight_format, input_format=layer.input_format, node_nm=arch.node_nm)
+            .energy_pj
+        )
     return EnergyTable(
         read_pj_per_bit=read,
         write_pj_per_bit=write,

@@ -122,6 +122,15 @@ def simulate(layer: Layer, arch: Arch, mapping: Mapping) -> Counts:
         for j, p in enumerate(holders):
             c = holders[j + 1] if j + 1 < len(holders) else L
             interfaces.append((o, op, p, c))
+    # Per interface: temporal loops above the child, spatial loops above it, its instances.
+    plan = {
+        (o, c): (
+            [i for i in nest.temporal if loops[i].level < c],
+            nest.spatial_above(c),
+            nest.instances(c),
+        )
+        for o, _, _, c in interfaces
+    }
     held: dict[tuple[int, int, tuple[int, ...]], tuple[object, frozenset[Coord]]] = {}
     seen: dict[tuple[int, int], set[tuple[tuple[int, ...], Coord]]] = defaultdict(set)
 
@@ -170,11 +179,10 @@ def simulate(layer: Layer, arch: Arch, mapping: Mapping) -> Counts:
     for step in itertools.product(*(range(b) for b in t_bounds)):
         tdig = dict(zip(nest.temporal, step, strict=True))
         for o, op, p, c in interfaces:
-            above_t = [i for i in nest.temporal if loops[i].level < c]
-            sp = nest.spatial_above(c)
+            above_t, sp, insts = plan[(o, c)]
             fresh: dict[tuple[int, ...], frozenset[Coord]] = {}
             old: dict[tuple[int, ...], frozenset[Coord]] = {}
-            for inst in nest.instances(c):
+            for inst in insts:
                 digits = {i: tdig[i] for i in above_t}
                 digits.update(zip(sp, inst, strict=True))
                 if c == L:  # a MAC lane: one element, read every cycle

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from picojoule.errors import ShapeError
 from picojoule.workload.layer import Layer, Workload
 
-__all__ = ["from_model"]
+__all__ = ["from_model", "apply_recipe"]
 
 FLOAT_FORMAT = "fp16"
 _MATMULS = {torch.matmul, torch.bmm, operator.matmul}
@@ -184,10 +184,10 @@ class _Recorder(fx.Interpreter):
             self.layers.append(_matmul_layer(self._name(n.name), a, b, self.recipe))
         elif n.op == "call_function" and n.target is F.scaled_dot_product_attention:
             q, k, v = (self.env[arg] for arg in n.args[:3])
-            self.layers.append(
-                _matmul_layer(self._name(f"{n.name}.qk"), q, k.transpose(-2, -1), self.recipe)
-            )
-            self.layers.append(_matmul_layer(self._name(f"{n.name}.av"), out, v, self.recipe))
+            kt = k.transpose(-2, -1)
+            probs = torch.softmax(q @ kt, dim=-1)  # the attention matrix [..., Sq, Sk]
+            self.layers.append(_matmul_layer(self._name(f"{n.name}.qk"), q, kt, self.recipe))
+            self.layers.append(_matmul_layer(self._name(f"{n.name}.av"), probs, v, self.recipe))
         return out
 
 
@@ -213,3 +213,16 @@ def from_model(model: nn.Module, example_input: Any, recipe: Any = None) -> Work
     if not recorder.layers:
         raise ShapeError(f"{name} has no convolution, linear or matmul layer to map")
     return Workload(name=name, layers=tuple(recorder.layers))
+
+
+def apply_recipe(workload: Workload, recipe: Any) -> Workload:
+    """The same layers with operand formats from `recipe` (per-layer overrides by name)."""
+    from dataclasses import replace
+
+    layers = []
+    for layer in workload.layers:
+        w, a, _ = _operand_formats(None, layer.name, recipe)
+        if layer.kind == "matmul":  # both operands are activations
+            w = a
+        layers.append(replace(layer, weight_format=w, input_format=a, output_format=a))
+    return Workload(name=workload.name, layers=tuple(layers))

@@ -1,0 +1,136 @@
+"""Layers, built-in networks and extraction from PyTorch models."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
+
+from picojoule.errors import ConfigError, PicojouleError, ShapeError
+from picojoule.workload import BUILTINS, Layer, apply_recipe, builtin, from_model
+from picojoule.workload.layer import touched_extent
+
+
+@given(st.integers(1, 9), st.integers(1, 7), st.integers(1, 4))
+def test_touched_extent_counts_distinct_rows(p: int, r: int, stride: int) -> None:
+    rows = {pp * stride + rr for pp, rr in itertools.product(range(p), range(r))}
+    assert touched_extent(p, r, stride) == len(rows)
+
+
+# MACs per image as published: AlexNet 724M (Eyeriss ISCA 2016 Table 1 sums to 724M with the
+# FC layers), VGG-16 15.47G (Simonyan & Zisserman), ResNet-18 1.81G and ResNet-50 4.09G
+# (torchvision's model cards), MobileNetV2 300M (Sandler et al., Table 3), BERT-base at 128
+# tokens 11.17G (12 x (4 x 128 x 768^2 + 2 x 128 x 768 x 3072 + 2 x 128^2 x 768)).
+@pytest.mark.parametrize(
+    ("name", "gmacs"),
+    [
+        ("alexnet", 0.724),
+        ("vgg16", 15.47),
+        ("resnet18", 1.814),
+        ("resnet50", 4.089),
+        ("mobilenetv2", 0.3008),
+        ("bert-base", 11.174),
+    ],
+)
+def test_builtin_macs_match_published(name: str, gmacs: float) -> None:
+    assert builtin(name).macs / 1e9 == pytest.approx(gmacs, rel=2e-3)
+
+
+def test_builtin_batch_scales_macs_and_names_are_checked() -> None:
+    assert builtin("resnet18", batch=4).macs == 4 * builtin("resnet18").macs
+    with pytest.raises(ConfigError, match="did you mean: resnet18"):
+        builtin("resnet-18x")
+    assert set(BUILTINS) == {
+        "alexnet",
+        "vgg16",
+        "resnet18",
+        "resnet50",
+        "mobilenetv2",
+        "bert-base",
+        "digits-cnn",
+    }
+
+
+def test_layer_rejects_bad_bounds_and_densities() -> None:
+    with pytest.raises(ShapeError, match="K=0"):
+        Layer(name="x", K=0)
+    with pytest.raises(ShapeError, match="weight_density"):
+        Layer(name="x", weight_density=1.5)
+
+
+def test_operand_sizes_of_a_strided_conv() -> None:
+    layer = Layer(name="c", N=2, K=8, C=3, P=5, Q=4, R=3, S=3, stride_h=2, stride_w=1)
+    assert layer.macs == 2 * 8 * 3 * 5 * 4 * 9
+    assert layer.weight_elems == 8 * 3 * 9
+    assert layer.input_elems == 2 * 3 * (4 * 2 + 3) * (3 + 3)
+    assert layer.output_elems == 2 * 8 * 5 * 4
+
+
+def test_from_model_digits_matches_the_builtin_shapes() -> None:
+    from picojoule.models.digits import build
+
+    got = from_model(build(), torch.randn(4, 1, 8, 8))
+    want = builtin("digits-cnn", batch=4)
+    assert [layer.bounds for layer in got.layers] == [layer.bounds for layer in want.layers]
+    assert all(layer.weight_format == "fp16" for layer in got.layers)
+
+
+def test_from_model_reads_recipe_and_sparsity_mask() -> None:
+    from picojoule.models.digits import build
+    from picojoule.sparsity import sparsify_
+
+    model = build()
+    sparsify_(model, "2:4")
+    x = torch.randn(4, 1, 8, 8)
+    got = from_model(model, x, recipe="w:int4,a:int8")
+    masked = [layer for layer in got.layers if layer.weight_density < 1.0]
+    assert masked and all(layer.weight_density == pytest.approx(0.5) for layer in masked)
+    assert got.layers[1].weight_format.startswith("int4")
+    assert got.layers[1].input_format.startswith("int8")
+    # conv2's input is a ReLU output: its measured density is that of the ReLU map.
+    relu = torch.relu(model[0](x)) if isinstance(model, nn.Sequential) else None
+    if relu is not None:
+        assert got.layers[1].input_density == pytest.approx(float((relu != 0).float().mean()))
+
+
+class _Attention(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.qkv = nn.Linear(32, 96)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.qkv(x).view(2, 16, 3, 4, 8).permute(2, 0, 3, 1, 4)
+        scores = (q @ k.transpose(-2, -1)).softmax(-1)
+        return F.scaled_dot_product_attention(q, k, v) + scores @ v
+
+
+def test_from_model_turns_attention_into_matmuls() -> None:
+    got = from_model(_Attention(), torch.randn(2, 16, 32))
+    kinds = [(layer.kind, layer.N, layer.G, layer.K, layer.C) for layer in got.layers]
+    assert kinds == [
+        ("linear", 32, 1, 96, 32),
+        ("matmul", 16, 8, 16, 8),
+        ("matmul", 16, 8, 16, 8),
+        ("matmul", 16, 8, 8, 16),
+        ("matmul", 16, 8, 8, 16),
+    ]
+
+
+def test_from_model_untraceable_model_is_a_clear_error() -> None:
+    class Branchy(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x if x.sum() > 0 else -x
+
+    with pytest.raises(PicojouleError, match="torch.fx cannot trace Branchy"):
+        from_model(Branchy(), torch.randn(2, 2))
+
+
+def test_apply_recipe_sets_formats_per_layer() -> None:
+    w = apply_recipe(builtin("digits-cnn"), "w:nvfp4,a:e4m3")
+    assert {layer.weight_format for layer in w.layers} == {"nvfp4"}
+    assert all(layer.input_format.startswith("e4m3") for layer in w.layers)
