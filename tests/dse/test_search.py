@@ -87,9 +87,9 @@ def test_nsga2_generations_are_deterministic_and_valid() -> None:
         s = Nsga2Search(space, trials=60, population=12, seed=7)
         designs = _drive(s)
         runs.append([d.key for d in designs])
-        assert s.generation == 4  # 60 trials / 12 per generation -> generations 0..4
+        assert s.generation >= 4  # 60 distinct designs need at least 5 generations of 12
     assert runs[0] == runs[1]
-    assert len(runs[0]) == 60
+    assert len(set(runs[0])) == 60  # trials count distinct designs; repeats are free
     grid = {d.key for d in space.grid()}
     assert set(runs[0]) <= grid
 
@@ -131,7 +131,8 @@ def test_nsga2_replay_continues_where_a_run_stopped() -> None:
     resumed = Nsga2Search(space, trials=36, population=12, seed=2)
     resumed.replay(stored)
     rest = _drive(resumed)
-    assert 0 < len(rest) <= 36 - len(stored) + 12
+    new = {d.key for d in rest} - {p.design_key for p in stored}
+    assert len(new) == 36 - len(stored)  # exactly the missing distinct designs
     assert resumed.generation >= 2
 
 

@@ -11,7 +11,9 @@ only see `Observation`s.
 - grid: every design, in a fixed order.
 - random: `trials` distinct designs drawn uniformly with `seed`.
 - nsga2: Optuna's NSGA-II (Deb et al., IEEE TEC 2002) through its ask/tell interface; one
-  generation of `population` designs per batch, area and power budgets as constraints
+  generation of `population` designs per batch, until `trials` distinct designs have been
+  proposed (a design proposed again is looked up, not re-evaluated, and does not count) or
+  ten generations in a row propose nothing new; area and power budgets as constraints
   (constrained domination: feasible beats infeasible, then smaller violation wins). Numeric
   parameters are searched by their index in the value list, so crossover and mutation keep
   their order; text parameters are categorical. Outcomes are told in proposal order, so a
@@ -41,6 +43,7 @@ __all__ = [
 ]
 
 _GRID_CHUNK = 1024  # designs per grid batch: bounded memory, regular commits
+_MAX_STALLED = 10  # NSGA-II generations in a row without a new design: it has converged
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -164,7 +167,8 @@ class Nsga2Search:
                 self._dists[p.name] = CategoricalDistribution(p.values)
             else:
                 self._dists[p.name] = IntDistribution(0, len(p.values) - 1)
-        self._asked = 0
+        self._seen: set[str] = set()  # distinct designs proposed so far
+        self._stalled = 0  # consecutive generations that proposed no new design
         self._pending: list[Any] = []
         self.generation = -1
 
@@ -184,16 +188,19 @@ class Nsga2Search:
     def propose(self) -> list[Design]:
         if self._pending:
             raise RuntimeError("observe the previous generation before proposing the next")
-        n = min(self._population, self._trials - self._asked)
-        if n <= 0:
+        n = min(self._population, self._trials - len(self._seen))
+        if n <= 0 or self._stalled >= _MAX_STALLED:
             return []
         self._pending = [self._study.ask(self._dists) for _ in range(n)]
-        self._asked += n
         self.generation += 1
-        return [
+        designs = [
             self._space.design({k: self._value(k, v) for k, v in t.params.items()})
             for t in self._pending
         ]
+        new = {d.key for d in designs} - self._seen
+        self._stalled = 0 if new else self._stalled + 1
+        self._seen |= new
+        return designs
 
     def observe(self, observations: Sequence[Observation]) -> None:
         if len(observations) != len(self._pending):
@@ -238,7 +245,7 @@ class Nsga2Search:
                     system_attrs=attrs,
                 )
             self._study.add_trial(trial)
-        self._asked = len(points)
+        self._seen |= {p.design_key for p in points}
         self.generation = max((p.generation for p in points), default=-1)
 
 
