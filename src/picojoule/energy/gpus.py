@@ -70,7 +70,8 @@ class GpuSpec:
     def best(self, *, sparse: bool = False) -> tuple[str, float]:
         """(format key, TOPS) of the fastest tabulated format, dense or sparse."""
         table = self.sparse_tops if sparse and self.sparse_tops else self.peak_tops
-        key = max(table, key=table.__getitem__)
+        keys = [k for k in table if not k.endswith("_simt")] or list(table)
+        key = max(keys, key=table.__getitem__)
         return key, table[key]
 
     def tops_per_watt(self, key: str, *, sparse: bool = False) -> float:

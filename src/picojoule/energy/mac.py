@@ -179,7 +179,8 @@ def _accumulate(
     if accumulator == "auto":
         floating["fp32 add"] = cal.fp_add(*_FP32)
         if sum(fixed.values()) <= sum(floating.values()):
-            return fixed, "fixed", width, f"exact {width}-bit fixed-point sum of {length} products"
+            exact = "" if lns else "exact "  # LNS values are rounded by the table lookup
+            return fixed, "fixed", width, f"{exact}{width}-bit fixed-point sum of {length} products"
         return floating, "float", 0, f"fp32 sum ({width}-bit exact fixed point costs more)"
     acc = get(accumulator)
     if isinstance(acc, FloatFormat):
