@@ -23,7 +23,7 @@ from picojoule.sparsity.costs import Gemm
 from picojoule.sparsity.kernels import is_nm, semi_structured_verdict
 from picojoule.sparsity.layouts import storage
 from picojoule.sparsity.patterns import parse_pattern
-from picojoule.sparsity.sparsify import PRUNABLE, layer_kind, mask_of, unmasked_weight
+from picojoule.sparsity.sparsify import PRUNABLE, layer_kind, mask_of
 
 __all__ = ["LayerSparsity", "report", "render_table", "to_dict", "layer_gemms", "SPEEDUP_2TO4"]
 
@@ -89,12 +89,14 @@ def layer_gemms(model: nn.Module, example_input: torch.Tensor) -> dict[str, Gemm
 
 
 def _layout(weight: torch.Tensor, pattern: str, dtype: str) -> tuple[str, int, int]:
-    """(layout, dense bytes, stored bytes): N:M layout for N:M masks, else the smaller of
-    CSR and bitmask, or dense if neither saves anything."""
+    """(layout, dense bytes, stored bytes): the N:M layout for a weight that holds its N:M
+    pattern, else the smaller of CSR and bitmask, or dense if neither saves anything."""
     best = storage("dense", weight, dtype)
     if pattern == "dense":
         return best.layout, best.dense_bytes, best.total_bytes
-    candidates = [pattern] if parse_pattern(pattern).kind == "nm" else ["csr", "bitmask"]
+    parsed = parse_pattern(pattern)
+    fits_nm = parsed.kind == "nm" and is_nm(weight, parsed.n, parsed.m)
+    candidates = [pattern] if fits_nm else ["csr", "bitmask"]
     for layout in candidates:
         s = storage(layout, weight, dtype)
         if s.total_bytes < best.total_bytes:
@@ -125,12 +127,13 @@ def report(
         if not isinstance(module, PRUNABLE):
             continue
         mask = mask_of(module)
-        weight = unmasked_weight(module).detach()
-        if mask is not None:
-            weight = weight.masked_fill(~mask.mask, 0)
+        with torch.no_grad():
+            weight = module.weight.detach()  # after every transform: what would run
         pattern = mask.pattern if mask is not None else "dense"
         density = float((weight != 0).float().mean()) if mask is not None else 1.0
-        if mask is not None:
+        if mask is not None and bool((weight.masked_select(~mask.mask) != 0).any()):
+            status = "sparse mask undone: a later weight transform refills pruned weights"
+        elif mask is not None:
             status = "sparse"
         elif name in reasons:
             status = f"skipped: {reasons[name]}"

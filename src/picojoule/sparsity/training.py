@@ -9,7 +9,8 @@ of a pruned entry stays exactly zero whatever the optimizer does to the hidden o
 `prune_gradually` follows Zhu & Gupta, "To prune, or not to prune" (arXiv:1710.01878, eq. 1):
 kept density falls from 1 to the target d_f as d(t) = d_f + (1 - d_f) * (1 - t)^3 over
 `events` pruning events, with fine-tuning between them. N:M patterns step through the
-coarser patterns the schedule passes (for 1:4: 3:4 -> 2:4 -> 1:4), rounding N up.
+coarser patterns the schedule passes, rounding N up so no event prunes more than the schedule
+says (1:4 over 6 events: 3:4, 2:4, 2:4, 2:4, 2:4, 1:4).
 """
 
 from __future__ import annotations
