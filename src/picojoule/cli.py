@@ -18,7 +18,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 130)
 
 
 @app.command()
@@ -92,9 +92,16 @@ def formats(
 
 
 def _mount() -> None:
+    """Sub-apps of the packages that own them (imported at start-up: typer needs them)."""
+    from picojoule.dse.cli import app as dse_app
+    from picojoule.gpu.cli import app as gpu_app
+    from picojoule.mapping.cli import app as map_app
     from picojoule.winograd.cli import app as winograd_app
 
     app.add_typer(winograd_app, name="winograd", help="Winograd transforms and error study.")
+    app.add_typer(map_app, name="map", help="Map a model onto an accelerator preset.")
+    app.add_typer(dse_app, name="dse", help="Design-space exploration (Pareto, SQLite, Ray).")
+    app.add_typer(gpu_app, name="bench", help="Measure the local NVIDIA GPU.")
 
 
 def main() -> None:

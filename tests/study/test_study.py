@@ -1,0 +1,149 @@
+"""The main job end to end on a small user model: recipes applied, costed, cached, reported."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import subprocess
+
+import pytest
+import torch
+import torch.nn as nn
+
+from picojoule.errors import ConfigError
+from picojoule.study import Recipe, load_recipes, run, write_report
+from picojoule.study.store import CacheError, ResultCache
+
+
+def _model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
+        nn.Flatten(), nn.Linear(16 * 8 * 8, 10),
+    ).eval()  # fmt: skip
+
+
+def _data():
+    g = torch.Generator().manual_seed(1)
+    return [(torch.randn(16, 1, 8, 8, generator=g), torch.randint(0, 10, (16,), generator=g))]
+
+
+def _agreement(model: nn.Module, data) -> float:
+    """Top-1 agreement (%) with the FP32 model: a metric that needs no training."""
+    ref = _model()
+    hits = total = 0
+    for x, _ in data:
+        hits += int((model(x).argmax(-1) == ref(x).argmax(-1)).sum())
+        total += x.shape[0]
+    return 100.0 * hits / total
+
+
+RECIPES = [
+    Recipe(name="fp32"),
+    Recipe(name="int4", quant="w:int4/channel,a:int4"),
+    Recipe(name="2:4", sparsity="2:4"),
+    Recipe(name="wino", winograd=2),
+]
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    db = tmp_path_factory.mktemp("cache") / "s.sqlite"
+    return run(_model, _data, _agreement, RECIPES, target="eyeriss", cache=db), db
+
+
+def test_recipes_change_what_they_should(study):
+    res, _ = study
+    by = {r.recipe.name: r for r in res.results}
+    assert by["fp32"].metrics["metric"] == 100.0
+    assert (
+        4.0 < by["int4"].bits_per_weight < 4.3 and 32.0 < by["fp32"].bits_per_weight < 32.2
+    )  # biases counted
+    assert by["int4"].model_bytes < by["fp32"].model_bytes / 4
+    # 2:4 masks half the weights of the layers it applies to
+    dens = [lay["density"] for lay in by["2:4"].layers]
+    assert min(dens) == pytest.approx(0.5)
+    # Winograd F(2,3) needs fewer multiplies than direct for the 3x3 convs
+    assert by["wino"].cost["mults"] < by["fp32"].cost["mults"]
+    assert by["wino"].cost["macs"] == by["fp32"].cost["macs"]
+    # narrower formats cost less energy on the accelerator, and never beat the bound
+    assert by["int4"].cost["energy_pj"] < by["fp32"].cost["energy_pj"]
+    for r in res.results:
+        assert r.cost["energy_pj"] >= r.cost["sol_energy_pj"] > 0
+
+
+def test_second_run_is_served_from_cache(study):
+    _, db = study
+    again = run(_model, _data, _agreement, RECIPES, target="eyeriss", cache=db)
+    assert all(r.cached for r in again.results)
+    assert [r.metrics for r in again.results] == [r.metrics for r in study[0].results]
+
+
+def test_report_files(study, tmp_path):
+    jpath, hpath = write_report(study[0], tmp_path / "out")
+    doc = json.loads(jpath.read_text())
+    assert doc["schema"] == "picojoule.study/1"
+    assert [r["name"] for r in doc["recipes"]] == [r.name for r in RECIPES]
+    page = hpath.read_text()
+    assert page.count("data:image/png;base64,") == 3
+    assert "http://" not in page and "https://" not in page  # offline, self-contained
+
+
+@pytest.mark.browser
+def test_report_renders_in_headless_chromium(study, tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium not installed (.ci/run installs Debian's chromium)")
+    _, hpath = write_report(study[0], tmp_path / "out")
+    shot = tmp_path / "shot.png"
+    proc = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,2400",
+         f"--screenshot={shot}", "--enable-logging=stderr", "--v=0", hpath.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert shot.exists(), proc.stderr[-2000:]
+    from PIL import Image
+
+    img = Image.open(shot).convert("L")
+    extrema = img.getextrema()
+    assert extrema[0] < 100 < extrema[1]  # not blank: dark plot ink on a light page
+    assert "Uncaught" not in proc.stderr and "CONSOLE(" not in proc.stderr
+
+
+def test_recipes_yaml_errors(tmp_path):
+    bad = tmp_path / "r.yaml"
+    bad.write_text("- name: a\n  quant: w:int8\n  colour: red\n")
+    with pytest.raises(ConfigError, match="unknown keys"):
+        load_recipes(str(bad))
+    bad.write_text("- name: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_recipes(str(bad))
+    with pytest.raises(ConfigError, match="presets"):
+        load_recipes("formats-sweeep")
+    good = tmp_path / "g.yaml"
+    good.write_text("recipes:\n- name: a\n  quant: w:int8\n- name: b\n  sparsity: '2:4'\n")
+    assert [r.name for r in load_recipes(str(good))] == ["a", "b"]
+
+
+def test_recipe_that_applies_to_nothing_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="applies to no layer"):
+        run(lambda: nn.Sequential(nn.Linear(4, 4)), lambda: [(torch.randn(2, 4), torch.zeros(2))],
+            lambda m, d: 1.0, [Recipe(name="w", winograd=4)], cache=None)  # fmt: skip
+
+
+def test_cache_refuses_foreign_and_corrupt_files(tmp_path):
+    foreign = tmp_path / "f.sqlite"
+    con = sqlite3.connect(foreign)
+    con.execute("CREATE TABLE t (x)")
+    con.commit()
+    con.close()
+    with pytest.raises(CacheError, match="did not write"):
+        ResultCache(foreign)
+    corrupt = tmp_path / "c.sqlite"
+    corrupt.write_bytes(b"not a database at all" * 100)
+    before = corrupt.read_bytes()
+    with pytest.raises(CacheError, match="untouched"):
+        ResultCache(corrupt)
+    assert corrupt.read_bytes() == before
