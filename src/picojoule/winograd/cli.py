@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Annotated
@@ -22,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from picojoule.errors import ConfigError
-from picojoule.formats import get as get_format
+from picojoule.winograd.conv import operand_formats
 from picojoule.winograd.cost import WinogradCost, winograd_cost
 from picojoule.winograd.plot import plot_errors
 from picojoule.winograd.study import (
@@ -125,6 +126,21 @@ def _accuracy_table(baseline_pct: float, rows: Sequence[AccuracyRow]) -> Table:
 Loader = Iterable[tuple[torch.Tensor, torch.Tensor]]
 
 
+@contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
+    """Run with `threads` torch intra-op threads, then restore the caller's setting.
+
+    The study's tensors are small: one thread is as fast on an idle machine and avoids OpenMP
+    threads spinning on busy cores (measured 50x slower on a loaded 2-core machine).
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _real_operands(samples: int) -> tuple[list[ConvOperands], torch.nn.Module, Loader]:
     """The default model's eligible conv operands on `samples` test images, model, test loader."""
     from picojoule.models.digits import load_default
@@ -132,6 +148,18 @@ def _real_operands(samples: int) -> tuple[list[ConvOperands], torch.nn.Module, L
     model, data = load_default()
     ops = capture_conv_operands(model, data.x_test[:samples])
     return ops, model, data.loader("test")
+
+
+def _check_names(formats: str, point_sets: str) -> tuple[list[str], list[str]]:
+    """Format and point-set names, checked before any work is done."""
+    fmts = _split(formats, "formats")
+    for fmt in fmts:
+        operand_formats(fmt)  # an unknown name fails here, with the registry's suggestions
+    sets = _split(point_sets, "point-sets")
+    for ps in sets:
+        if ps not in POINT_SETS:
+            raise ConfigError(f"--point-sets: unknown {ps!r}; choose from {', '.join(POINT_SETS)}")
+    return fmts, sets
 
 
 @app.command()
@@ -153,60 +181,58 @@ def study(
     real_samples: Annotated[int, typer.Option(help="Test images for the real data")] = 64,
     accuracy: Annotated[bool, typer.Option(help="Evaluate the winogradized model")] = True,
     accuracy_tiles: Annotated[str, typer.Option(help="Tiles for the accuracy run")] = "2,4,6",
+    threads: Annotated[int, typer.Option(help="torch intra-op threads during the study")] = 1,
 ) -> None:
     """Error vs tile, point set and format; default-model accuracy; JSON + PNG in OUT."""
-    started = time.perf_counter()
-    tile_list = _ints(tiles, "tiles")
-    acc_tiles = _ints(accuracy_tiles, "accuracy-tiles")
-    fmts = _split(formats, "formats")
-    for fmt in fmts:
-        get_format(fmt)  # unknown names fail before any work, with the registry's suggestions
-    sets = _split(point_sets, "point-sets")
-    for ps in sets:
-        if ps not in POINT_SETS:
-            raise ConfigError(f"--point-sets: unknown {ps!r}; choose from {', '.join(POINT_SETS)}")
-    operands = [random_operands(batch=batch, channels=channels, size=size, r=r, seed=seed)]
-    model = loader = None
-    real_ops: list[ConvOperands] = []
-    if real or accuracy:
-        with console.status("loading the default model (trained once, then cached)"):
-            digits_ops, model, loader = _real_operands(real_samples)
-        if real:
-            real_ops = [replace(op, name=f"digits {op.name}") for op in digits_ops]
-            operands += real_ops
-    with console.status("error sweep"):
-        rows = error_rows(operands, tiles=tile_list, point_sets=sets, format_names=fmts)
-    costs = [winograd_cost(m, r) for m in tile_list]
-    console.print(_cost_table(costs))
-    random_rows = [row for row in rows if row.data == "random"]
-    real_rows = [row for row in rows if row.data != "random"]
-    console.print(_error_table(random_rows, "max relative error, random layer", fmts))
-    if real_rows:
-        title = f"worst max relative error over {len(real_ops)} default-model layers"
-        console.print(_error_table(real_rows, title, fmts))
-    report: dict[str, object] = {
-        "config": {
-            "tiles": tile_list,
-            "r": r,
-            "formats": fmts,
-            "point_sets": sets,
-            "random": {"batch": batch, "channels": channels, "size": size, "seed": seed},
-            "real_samples": real_samples if real else 0,
-        },
-        "costs": [_cost_dict(c) for c in costs],
-        "errors": [_row_dict(row) for row in rows],
-    }
-    if accuracy and model is not None:
-        with console.status("accuracy of the winogradized default model"):
-            base = accuracy_pct(model, loader)
-            acc = accuracy_rows(model, loader, tiles=acc_tiles, format_names=fmts)
-        console.print(_accuracy_table(base, acc))
-        report["accuracy"] = {"float_model_pct": base, "rows": [asdict(a) for a in acc]}
-    out.mkdir(parents=True, exist_ok=True)
-    json_path = out / "winograd_study.json"
-    json_path.write_text(json.dumps(report, indent=2) + "\n")
-    png = plot_errors(rows, out / "winograd_study.png")
-    console.print(f"wrote {json_path} and {png} in {time.perf_counter() - started:.1f} s")
+    if threads < 1:
+        raise ConfigError(f"--threads {threads}: give 1 or more")
+    with _torch_threads(threads):
+        started = time.perf_counter()
+        tile_list = _ints(tiles, "tiles")
+        acc_tiles = _ints(accuracy_tiles, "accuracy-tiles")
+        fmts, sets = _check_names(formats, point_sets)
+        operands = [random_operands(batch=batch, channels=channels, size=size, r=r, seed=seed)]
+        model = loader = None
+        real_ops: list[ConvOperands] = []
+        if real or accuracy:
+            with console.status("loading the default model (trained once, then cached)"):
+                digits_ops, model, loader = _real_operands(real_samples)
+            if real:
+                real_ops = [replace(op, name=f"digits {op.name}") for op in digits_ops]
+                operands += real_ops
+        with console.status("error sweep"):
+            rows = error_rows(operands, tiles=tile_list, point_sets=sets, format_names=fmts)
+        costs = [winograd_cost(m, r) for m in tile_list]
+        console.print(_cost_table(costs))
+        random_rows = [row for row in rows if row.data == "random"]
+        real_rows = [row for row in rows if row.data != "random"]
+        console.print(_error_table(random_rows, "max relative error, random layer", fmts))
+        if real_rows:
+            title = f"worst max relative error over {len(real_ops)} default-model layers"
+            console.print(_error_table(real_rows, title, fmts))
+        report: dict[str, object] = {
+            "config": {
+                "tiles": tile_list,
+                "r": r,
+                "formats": fmts,
+                "point_sets": sets,
+                "random": {"batch": batch, "channels": channels, "size": size, "seed": seed},
+                "real_samples": real_samples if real else 0,
+            },
+            "costs": [_cost_dict(c) for c in costs],
+            "errors": [_row_dict(row) for row in rows],
+        }
+        if accuracy and model is not None:
+            with console.status("accuracy of the winogradized default model"):
+                base = accuracy_pct(model, loader)
+                acc = accuracy_rows(model, loader, tiles=acc_tiles, format_names=fmts)
+            console.print(_accuracy_table(base, acc))
+            report["accuracy"] = {"float_model_pct": base, "rows": [asdict(a) for a in acc]}
+        out.mkdir(parents=True, exist_ok=True)
+        json_path = out / "winograd_study.json"
+        json_path.write_text(json.dumps(report, indent=2) + "\n")
+        png = plot_errors(rows, out / "winograd_study.png")
+        console.print(f"wrote {json_path} and {png} in {time.perf_counter() - started:.1f} s")
 
 
 def _cost_dict(c: WinogradCost) -> dict[str, object]:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn as nn
@@ -132,11 +132,17 @@ def winograd_conv_in_format(
 ) -> torch.Tensor:
     """F(m x m) Winograd with operands and transformed tiles rounded to `fmt_name`."""
     x, w = _rounded_operands(op, fmt_name)
+    return _winograd(replace(op, x=x, weight=w), fmt_name, m, points)
+
+
+def _winograd(
+    rounded: ConvOperands, fmt_name: str, m: int, points: Sequence[object] | None
+) -> torch.Tensor:
     return winograd_conv2d(
-        x,
-        w,
-        padding=op.padding,
-        groups=op.groups,
+        rounded.x,
+        rounded.weight,
+        padding=rounded.padding,
+        groups=rounded.groups,
         tile=m,
         points=points,
         transform_format=fmt_name,
@@ -170,11 +176,14 @@ def error_rows(
             raise WinogradError(f"{op.name}: the study takes square kernels, got {r_h}x{r_w}")
         ref = F.conv2d(op.x.double(), op.weight.double(), padding=op.padding, groups=op.groups)
         for fmt_name in format_names:
-            direct = relative_error(direct_conv_in_format(op, fmt_name), ref)
+            # Round the operands once per format: every tile and point set sees the same ones.
+            x_q, w_q = _rounded_operands(op, fmt_name)
+            rounded = replace(op, x=x_q, weight=w_q)
+            direct = relative_error(F.conv2d(x_q, w_q, padding=op.padding, groups=op.groups), ref)
             for m in tiles:
                 reduction = winograd_cost(m, r_h).multiply_reduction
                 for ps in point_sets:
-                    y = winograd_conv_in_format(op, fmt_name, m, point_set(ps, m + r_h - 1))
+                    y = _winograd(rounded, fmt_name, m, point_set(ps, m + r_h - 1))
                     rows.append(
                         ErrorRow(
                             data=op.name,
