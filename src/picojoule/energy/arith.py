@@ -34,9 +34,12 @@ from picojoule.energy.scaling import NodeScaling, node_scaling
 from picojoule.energy.tables import OpRow, Table, load_table
 from picojoule.errors import ConfigError
 
-__all__ = ["AnchorFit", "Calibration", "calibrate", "BASE_NODE_NM"]
+__all__ = ["AnchorFit", "Calibration", "calibrate", "BASE_NODE_NM", "STATED_FIT_ERROR"]
 
 BASE_NODE_NM = 45.0  # the model's coefficients are energies at this node
+# The model's promise on the built-in anchors: |model / table - 1| <= 5% on every row (the fit
+# reaches 4.2%, on Horowitz's 16-bit add). Tests hold the model to it.
+STATED_FIT_ERROR = 0.05
 _GUARD_BITS = 3  # guard, round, sticky
 
 

@@ -33,9 +33,12 @@ __all__ = [
     "dram_energy_pj_per_bit",
     "dram_row",
     "DRAM_KINDS",
+    "STATED_FIT_ERROR",
 ]
 
 BASE_NODE_NM = 45.0
+# |model / table - 1| on the built-in SRAM points is at most this (2.2% measured, at 32 KB)
+STATED_FIT_ERROR = 0.03
 
 
 @dataclass(frozen=True, kw_only=True)
