@@ -79,7 +79,8 @@ def _pool_batch(batch: Batch) -> Results:
 class LocalBackend:
     """A `ProcessPoolExecutor` of `workers` processes (`workers=1`: run in this process).
 
-    Workers come from a forkserver, not a fork of this (threaded, torch-importing) process.
+    Workers come from a forkserver, not a fork of this (threaded) process, so a script that
+    calls this needs the usual `if __name__ == "__main__":` guard.
     """
 
     name = "local"
@@ -91,9 +92,13 @@ class LocalBackend:
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
+            ctx = multiprocessing.get_context("forkserver")
+            # The server imports the job's module once; workers fork from it ready to run
+            # (a no-op if this process's forkserver is already up).
+            ctx.set_forkserver_preload([type(self._job).__module__])
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers,
-                mp_context=multiprocessing.get_context("forkserver"),
+                mp_context=ctx,
                 initializer=_init_worker,
                 initargs=(self._job,),
             )
