@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
-from rich.table import Table
 
-from picojoule.sparsity.gpu_check import GpuMeasurement, cuda_note, measure_2to4
+from picojoule.sparsity.gpu_check import cuda_note, measure_2to4, render_gpu_table
 from picojoule.sparsity.report import layer_gemms
+from picojoule.sparsity.sparsify import layer_kind
 
 RESULTS = Path(__file__).parent / "results" / "sparsity_gpu.json"
 
@@ -30,42 +30,13 @@ def _model_shapes(batch: int) -> tuple[list[tuple[int, int, int]], list[str]]:
     """Implicit-GEMM (m, k, n) of every digits-CNN layer for one batch of 8x8 digits."""
     from picojoule.models import digits
 
-    gemms = layer_gemms(digits.build().eval(), torch.zeros(batch, 1, 8, 8))
+    model = digits.build().eval()
+    gemms = layer_gemms(model, torch.zeros(batch, 1, 8, 8))
     shapes = [(g.m, g.k, g.n) for g in gemms.values()]
-    return shapes, [f"digits {name} b{batch}" for name in gemms]
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
-
-
-def _x(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}x"
-
-
-def _table(rows: list[GpuMeasurement]) -> Table:
-    table = Table(
-        title="2:4 semi-structured vs dense, W[m,k] @ X[k,n]",
-        caption="call = eager torch.mm (host plan setup included); "
-        "kernel = CUDA-graph replay (GPU time only); predicted = math-bound upper bound",
-    )
-    timings = ("dense ms", "2:4 ms", "call x", "dense kern ms", "2:4 kern ms", "kernel x")
-    for col in ("shape", "dtype", *timings, "predicted", "note"):
-        table.add_column(col, overflow="fold")
-    for r in rows:
-        table.add_row(
-            r.label,
-            r.dtype,
-            _ms(r.dense_ms),
-            _ms(r.sparse_ms),
-            _x(r.speedup),
-            _ms(r.dense_kernel_ms),
-            _ms(r.sparse_kernel_ms),
-            _x(r.kernel_speedup),
-            _x(r.predicted_speedup),
-            r.note,
-        )
-    return table
+    # Convs are timed as their implicit GEMM: what a sparse conv kernel could do; torch's
+    # semi-structured path itself has no conv kernel (see kernels.semi_structured_verdict).
+    labels = [f"digits {name} {layer_kind(model.get_submodule(name))} b{batch}" for name in gemms]
+    return shapes, labels
 
 
 def main() -> None:
@@ -85,7 +56,7 @@ def main() -> None:
             shapes += more
             labels += names
     rows = measure_2to4(shapes, args.dtypes, labels=labels)
-    Console(width=160).print(_table(rows))
+    Console(width=160).print(render_gpu_table(rows))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "machine": {

@@ -1,6 +1,7 @@
 """Measure torch's 2:4 semi-structured matmul against dense on a real NVIDIA GPU.
 
-Public: `GpuMeasurement`, `measure_2to4(shapes, dtypes, ...)`, `cuda_note()`.
+Public: `GpuMeasurement`, `measure_2to4(shapes, dtypes, ...)`, `cuda_note()`,
+`render_gpu_table(rows)`.
 
 For each (m, k, n) and dtype: W[m, k] is pruned 2:4 along k, X[k, n] is dense (stored as the
 transpose of row-major [n, k] activations, as F.linear passes it), and we time
@@ -29,12 +30,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+from rich.markup import escape
+from rich.table import Table
 
 from picojoule.sparsity.kernels import canonical_dtype, semi_structured_verdict
 from picojoule.sparsity.masks import nm_mask
 from picojoule.sparsity.report import SPEEDUP_2TO4
 
-__all__ = ["GpuMeasurement", "measure_2to4", "cuda_note"]
+__all__ = ["GpuMeasurement", "measure_2to4", "cuda_note", "render_gpu_table"]
 
 # Bound on output memory held by one captured graph (bytes).
 _GRAPH_BYTES = 4 * 1024**3
@@ -233,3 +236,37 @@ def measure_2to4(
                 continue
             out.append(_measure_one(label, m, k, n, dtype, cfg, seed))
     return out
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _x(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def render_gpu_table(rows: Sequence[GpuMeasurement]) -> Table:
+    """Rich table: eager-call and kernel-only speedups next to the predicted bound."""
+    table = Table(
+        title=escape("2:4 semi-structured vs dense, W[m,k] @ X[k,n]"),
+        caption="call = eager torch.mm (host plan setup included); "
+        "kernel = CUDA-graph replay (GPU time only); predicted = math-bound upper bound",
+    )
+    timings = ("dense ms", "2:4 ms", "call x", "dense kern ms", "2:4 kern ms", "kernel x")
+    for col in ("shape", "dtype", *timings, "predicted", "note"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(
+            r.label,
+            r.dtype,
+            _ms(r.dense_ms),
+            _ms(r.sparse_ms),
+            _x(r.speedup),
+            _ms(r.dense_kernel_ms),
+            _ms(r.sparse_kernel_ms),
+            _x(r.kernel_speedup),
+            _x(r.predicted_speedup),
+            r.note,
+        )
+    return table

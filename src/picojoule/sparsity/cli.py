@@ -1,0 +1,166 @@
+"""`picojoule sparsity`: prune the default model and show what it bought; layouts; costs; GPU.
+
+picojoule sparsity report [--recipe 2:4] [--dtype fp16] [--finetune-steps 100]
+                          [--permute] [--json FILE]
+picojoule sparsity layouts [--shape 4096x4096] [--density 0.5] [--dtype fp16]
+picojoule sparsity costs [--gemm 4096x4096x1] [--dtype fp16] [--density 0.3]
+                         [--input-density 0.5]
+picojoule sparsity gpu [--sizes 4096 8192] [--dtypes fp16 bf16 int8]
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Annotated
+
+import torch
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from picojoule.errors import ConfigError
+from picojoule.sparsity.costs import (
+    Gemm,
+    breakeven_density,
+    dense_cost,
+    horowitz_45nm,
+    scheme_cost,
+)
+from picojoule.sparsity.layouts import storage
+from picojoule.sparsity.masks import nm_mask, unstructured_mask
+from picojoule.sparsity.permute_model import permute_channels_
+from picojoule.sparsity.report import render_table, report, to_dict
+from picojoule.sparsity.sparsify import sparsify_
+from picojoule.sparsity.training import finetune
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Sparsity: N:M pruning, layouts, sparse-layer costs, 2:4 on the GPU.")
+console = Console()
+
+
+def _dims(text: str, count: int, what: str) -> tuple[int, ...]:
+    parts = text.lower().split("x")
+    if len(parts) != count or not all(p.isdigit() and int(p) > 0 for p in parts):
+        example = "x".join(["64"] * count)
+        raise ConfigError(f"{what} {text!r} must be {count} positive sizes like {example}")
+    return tuple(int(p) for p in parts)
+
+
+@app.command("report")
+def report_cmd(
+    recipe: Annotated[str, typer.Option(help="sparsity recipe, e.g. 2:4 or 2:4,fc*=1:4")] = "2:4",
+    dtype: Annotated[str, typer.Option(help="deployment dtype for kernels and bytes")] = "fp16",
+    finetune_steps: Annotated[int, typer.Option(help="masked fine-tune steps (0: none)")] = 100,
+    lr: Annotated[float, typer.Option(help="fine-tune learning rate")] = 1e-3,
+    permute: Annotated[bool, typer.Option(help="permute input channels first (N:M)")] = False,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write rows as JSON")] = None,
+) -> None:
+    """Prune the default digits CNN, fine-tune, and print the per-layer table with accuracy."""
+    from picojoule.models import digits
+
+    model, data = digits.load_default()
+    dense_acc = digits.evaluate(model, data)
+    sparse = copy.deepcopy(model)
+    example = data.x_test[:256]
+    if permute:
+        for r in permute_channels_(sparse, example):
+            note = r.reason or f"kept |w| {r.kept_before:.4f} -> {r.kept_after:.4f}"
+            console.print(f"permute {r.consumer}: {note}")
+    applied = sparsify_(sparse, recipe)
+    one_shot = digits.evaluate(sparse, data)
+    tuned = one_shot
+    if finetune_steps > 0:
+        torch.manual_seed(0)
+        loader = data.loader("train", batch_size=64, shuffle=True)
+        finetune(sparse, loader, finetune_steps, lr)
+        tuned = digits.evaluate(sparse, data)
+    rows = report(sparse, applied, example_input=example[:1], dtype=dtype)
+    console.print(render_table(rows, title=f"digits CNN, recipe {recipe}, deployed as {dtype}"))
+    console.print(
+        f"accuracy: dense {dense_acc:.2f}%  one-shot {one_shot:.2f}%  "
+        f"after {finetune_steps} fine-tune steps {tuned:.2f}%"
+    )
+    if json_out is not None:
+        payload = {"recipe": recipe, "dtype": dtype, "accuracy_pct": {"dense": dense_acc}}
+        payload["accuracy_pct"].update({"one_shot": one_shot, "finetuned": tuned})
+        json_out.write_text(json.dumps({**payload, **to_dict(rows)}, indent=2))
+        console.print(f"wrote {json_out}")
+
+
+@app.command()
+def layouts(
+    shape: Annotated[str, typer.Option(help="matrix rows x reduction")] = "4096x4096",
+    density: Annotated[float, typer.Option(help="kept fraction for csr/bitmask/rle")] = 0.5,
+    dtype: Annotated[str, typer.Option(help="value format, e.g. fp16, int8, nvfp4")] = "fp16",
+    seed: int = 0,
+) -> None:
+    """Exact bytes of a random matrix in each compressed layout (N:M rows use their pattern)."""
+    rows, cols = _dims(shape, 2, "shape")
+    w = torch.randn(rows, cols, generator=torch.Generator().manual_seed(seed))
+    table = Table(title=f"{rows}x{cols} in {dtype}: bytes per layout")
+    for col in ("layout", "density", "values B", "metadata B", "total B", "of dense"):
+        table.add_column(col, justify="right" if col != "layout" else "left")
+    unstructured = w * unstructured_mask(w, density)
+    cases = [("2:4", 2, 4), ("1:4", 1, 4), ("4:8", 4, 8)]
+    for name, n, m in cases:
+        s = storage(name, w * nm_mask(w, n, m), dtype)
+        table.add_row(name, f"{n / m:.3f}", *_bytes(s))
+    for name in ("csr", "bitmask", "rle"):
+        table.add_row(name, f"{density:.3f}", *_bytes(storage(name, unstructured, dtype)))
+    console.print(table)
+
+
+def _bytes(s) -> tuple[str, str, str, str]:
+    return (str(s.values_bytes), str(s.metadata_bytes), str(s.total_bytes), f"{s.ratio:.4f}")
+
+
+@app.command()
+def costs(
+    gemm: Annotated[str, typer.Option(help="M x K x N of Y = W[M,K] @ X[K,N]")] = "4096x4096x1",
+    dtype: Annotated[str, typer.Option(help="fp32, fp16 or int8 (Horowitz 45 nm)")] = "fp16",
+    density: Annotated[float, typer.Option(help="weight density for csr/cartesian/gating")] = 0.3,
+    input_density: Annotated[float, typer.Option(help="activation density")] = 0.5,
+) -> None:
+    """Multiplies, fetches, metadata and energy per scheme, with break-even densities."""
+    m, k, n = _dims(gemm, 3, "gemm")
+    g, e = Gemm(m=m, k=k, n=n), horowitz_45nm(dtype)
+    dense = dense_cost(g, e)
+    table = Table(title=f"GEMM {m}x{k}x{n}, {e.name}, weight density {density}")
+    cols = ("scheme", "multiplies", "operand bits", "metadata bits", "energy uJ", "vs dense")
+    for col in (*cols, "speedup", "break-even density"):
+        table.add_column(col, justify="left" if col == "scheme" else "right")
+    for scheme in ("dense", "2:4", "csr", "cartesian", "zero_gating"):
+        c = scheme_cost(scheme, g, e, weight_density=density, input_density=input_density)
+        even = "-"
+        if scheme in ("csr", "cartesian", "zero_gating"):
+            even = f"{breakeven_density(scheme, g, e, input_density=input_density):.3f}"
+        table.add_row(
+            scheme,
+            f"{c.multiplies:.4g}",
+            f"{c.operand_bits:.4g}",
+            f"{c.metadata_bits:.4g}",
+            f"{c.energy_pj * 1e-6:.4g}",
+            f"{c.energy_ratio_to(dense):.3f}",
+            f"{c.speedup_over(dense):.2f}x",
+            even,
+        )
+    table.caption = (
+        "scalar PE, operands from an 8 KB SRAM (10 pJ / 64 b), Horowitz ISSCC 2014; "
+        f"cartesian/gating at input density {input_density}"
+    )
+    console.print(table)
+
+
+@app.command()
+def gpu(
+    sizes: Annotated[list[int], typer.Option(help="square GEMM sizes")] = [4096, 8192],  # noqa: B006
+    dtypes: Annotated[list[str], typer.Option(help="fp16, bf16, int8")] = ["fp16", "bf16", "int8"],  # noqa: B006
+) -> None:
+    """Time torch 2:4 semi-structured vs dense on this machine's GPU (skips without CUDA)."""
+    from picojoule.sparsity.gpu_check import measure_2to4, render_gpu_table
+
+    rows = measure_2to4([(s, s, s) for s in sizes], dtypes)
+    console.print(render_gpu_table(rows))
