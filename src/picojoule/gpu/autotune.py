@@ -1,0 +1,183 @@
+"""Tile-config search for the packed GEMM, with a JSON cache.
+
+Candidates depend on the M bucket (decode M <= 16 wants thin tiles and split-K to fill 132
+SMs; prefill wants 128-wide tiles). The first call for a (GPU, format, activation, M bucket,
+N, Kp) key times every candidate that fits on the real inputs (L2 flushed, median of repeats,
+split-K's zero-fill and cast included) and keeps the fastest; later calls read it from memory,
+then from `$PICOJOULE_CACHE_DIR/gpu_tuning.json` (default `~/.cache/picojoule`), then from the
+configs measured on an H100 that ship with the package (`tuned_h100.json`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+__all__ = ["KernelConfig", "candidates", "m_bucket", "TuningCache", "tune", "DEFAULT_CONFIG"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class KernelConfig:
+    block_m: int
+    block_n: int
+    block_k: int
+    split_k: int = 1
+    swap_ab: bool = False
+    group_m: int = 8
+    num_warps: int = 4
+    num_stages: int = 3
+    deq_asm: bool = True  # packed-PTX dequant (GPU); False: portable Triton ops (interpreter)
+
+    def label(self) -> str:
+        sw = "swap" if self.swap_ab else "std"
+        asm = "" if self.deq_asm else " portable"
+        return (
+            f"{self.block_m}x{self.block_n}x{self.block_k} sk{self.split_k} {sw} "
+            f"w{self.num_warps} s{self.num_stages}{asm}"
+        )
+
+
+DEFAULT_CONFIG = KernelConfig(
+    block_m=16, block_n=64, block_k=64, num_warps=4, num_stages=2, deq_asm=False
+)
+
+
+def m_bucket(m: int) -> int:
+    """Tuning bucket of M: 16, 64, 256 or 4096 (one config serves a whole bucket)."""
+    for b in (16, 64, 256):
+        if m <= b:
+            return b
+    return 4096
+
+
+def _c(bm: int, bn: int, bk: int, sk: int, swap: bool, w: int, s: int) -> KernelConfig:
+    return KernelConfig(
+        block_m=bm, block_n=bn, block_k=bk, split_k=sk, swap_ab=swap, num_warps=w, num_stages=s
+    )
+
+
+_CANDIDATES: dict[int, tuple[KernelConfig, ...]] = {
+    # Decode: weights as the wgmma's left operand (swap) measured 3 instructions per weight in
+    # the compiled loop against 5 for the standard orientation (SASS, sm_90).
+    16: (
+        _c(16, 64, 256, 1, True, 4, 4),
+        _c(16, 64, 128, 1, True, 4, 4),
+        _c(16, 64, 256, 2, True, 4, 4),
+        _c(16, 128, 128, 1, True, 4, 4),
+        _c(16, 128, 128, 2, True, 4, 4),
+        _c(16, 64, 512, 1, True, 4, 3),
+        _c(16, 32, 256, 1, False, 4, 4),
+        _c(16, 64, 128, 2, False, 4, 4),
+    ),
+    64: (
+        _c(32, 64, 128, 1, True, 4, 4),
+        _c(64, 64, 128, 1, True, 4, 4),
+        _c(64, 128, 128, 1, True, 4, 3),
+        _c(32, 64, 128, 2, True, 4, 4),
+    ),
+    256: (
+        _c(64, 128, 128, 1, True, 4, 3),
+        _c(128, 128, 64, 1, True, 8, 3),
+        _c(64, 128, 64, 1, False, 4, 4),
+        _c(128, 64, 128, 1, True, 4, 3),
+    ),
+    4096: (
+        _c(128, 256, 64, 1, True, 8, 3),
+        _c(128, 128, 64, 1, True, 8, 4),
+        _c(128, 256, 64, 1, False, 8, 3),
+        _c(256, 128, 64, 1, True, 8, 3),
+        _c(128, 128, 64, 1, False, 8, 3),
+    ),
+}
+
+
+def candidates(m: int, n: int, kp: int, *, fmt: str) -> list[KernelConfig]:
+    """Configs of M's bucket that fit the shape (BLOCK_K divides Kp; split-K has work)."""
+    out = []
+    for c in _CANDIDATES[m_bucket(m)]:
+        bk = c.block_k
+        if fmt == "vsq8_v16_s4":
+            bk = min(bk, 128)  # fp32 tiles: twice the registers and shared memory
+        while kp % bk:
+            bk //= 2
+        if bk < 32:
+            continue
+        sk = c.split_k
+        while sk > 1 and kp // bk < 2 * sk:
+            sk //= 2
+        bn = min(c.block_n, max(16, 1 << (n - 1).bit_length()))
+        out.append(
+            KernelConfig(**{**asdict(c), "block_k": bk, "split_k": sk, "block_n": bn})
+        )
+    return list(dict.fromkeys(out))
+
+
+def _cache_path() -> Path:
+    root = os.environ.get("PICOJOULE_CACHE_DIR") or os.path.join(
+        os.path.expanduser("~"), ".cache", "picojoule"
+    )
+    return Path(root) / "gpu_tuning.json"
+
+
+_SHIPPED = Path(__file__).with_name("tuned_h100.json")
+
+
+class TuningCache:
+    """Best config per key: memory, then the user cache file, then the shipped H100 file."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or _cache_path()
+        self._mem: dict[str, KernelConfig] = {}
+        for p in (_SHIPPED, self.path):
+            if p.is_file():
+                for k, v in json.loads(p.read_text()).items():
+                    self._mem[k] = KernelConfig(**v)
+
+    def get(self, key: str) -> KernelConfig | None:
+        return self._mem.get(key)
+
+    def put(self, key: str, cfg: KernelConfig) -> None:
+        self._mem[key] = cfg
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        on_disk = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        on_disk[key] = asdict(cfg)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(on_disk, indent=1, sort_keys=True))
+        tmp.replace(self.path)
+
+    def items(self) -> dict[str, KernelConfig]:
+        return dict(self._mem)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TuneTrial:
+    config: KernelConfig
+    time_s: float | None
+    error: str = ""
+
+
+def tune(
+    run: Callable[[KernelConfig], Callable[[], object]],
+    configs: list[KernelConfig],
+    timer: Callable[[Callable[[], object]], float],
+) -> tuple[KernelConfig, list[TuneTrial]]:
+    """Time each config (`run(cfg)` returns a closure launching it); fastest wins.
+
+    A config that fails to compile or launch (too much shared memory, say) is recorded with
+    its error and skipped; if none runs, the first error is raised.
+    """
+    trials: list[TuneTrial] = []
+    for cfg in configs:
+        try:
+            fn = run(cfg)
+            trials.append(TuneTrial(config=cfg, time_s=timer(fn)))
+        except Exception as e:  # noqa: BLE001 - recorded and reported in the trial list
+            trials.append(TuneTrial(config=cfg, time_s=None, error=f"{type(e).__name__}: {e}"))
+    ok = [t for t in trials if t.time_s is not None]
+    if not ok:
+        raise RuntimeError(f"no kernel config ran; first error: {trials[0].error}")
+    best = min(ok, key=lambda t: t.time_s or 0.0)
+    return best.config, trials
