@@ -166,6 +166,8 @@ def test_config_normalizes_and_validates() -> None:
         WinogradConfig(tile=(0, 4))
     with pytest.raises(WinogradError, match="kernel_sizes must be positive ints"):
         WinogradConfig(kernel_sizes=())
+    with pytest.raises(WinogradError, match="repeat a value"):
+        WinogradConfig(points=(0, 1, "1", "inf"))
     with pytest.raises(WinogradError, match="cannot read interpolation point"):
         WinogradConfig(points=("x",))
     with pytest.raises(FormatError):

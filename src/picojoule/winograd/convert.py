@@ -63,7 +63,13 @@ class WinogradConfig:
         object.__setattr__(self, "tile", tile)
         object.__setattr__(self, "kernel_sizes", sizes)
         if self.points is not None:
-            object.__setattr__(self, "points", parse_points(self.points))
+            points = parse_points(self.points)
+            if len(set(points)) != len(points):
+                raise WinogradError(
+                    f"points {list(points)} repeat a value: the Vandermonde matrix is singular; "
+                    "every point must be distinct"
+                )
+            object.__setattr__(self, "points", points)
 
 
 def _winograd_class_for(module: nn.Module) -> type[nn.Module]:
