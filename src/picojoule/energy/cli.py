@@ -13,6 +13,7 @@ Bad input raises a `PicojouleError` subclass; the main CLI prints it as one line
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -44,6 +45,16 @@ DEFAULT_FORMATS = (
 def _uncited(labels: set[str] | tuple[str, ...]) -> None:
     if labels:
         console.print(f"[yellow]† uncited data used:[/] {'; '.join(sorted(labels))}")
+
+
+def _acc_label(notes: tuple[str, ...]) -> str:
+    """Short form of the accumulation note: 'fixed 28 b / 4096', 'fp32', 'fp16 (forced)'."""
+    note = next((n.split(": ", 1)[1] for n in notes if n.startswith("accumulate:")), "")
+    if m := re.search(r"(\d+)-bit fixed-point sum of (\d+)", note):
+        return f"fixed {m[1]} b / {m[2]}"
+    if note.startswith("fp32 sum"):
+        return "fp32"
+    return note.split(";")[0].replace(" accumulator", "")
 
 
 def _split(text: str) -> list[str]:
@@ -177,19 +188,18 @@ def formats(
     base = results[fmts.index("fp32")].energy_pj if "fp32" in fmts else None
     t = Table(title=f"Energy per MAC at {node:g} nm, K={reduction}, accumulator {accumulator} (pJ)")
     for col in ("format", "bits/elem", "MAC pJ", "multiply", "accumulate", "scale", "decode",
-                "vs fp32", "accumulation"):  # fmt: skip
-        t.add_column(col, justify="left" if col in ("format", "accumulation") else "right")
+                "vs fp32", "accumulate in"):  # fmt: skip
+        t.add_column(col, justify="left" if col in ("format", "accumulate in") else "right")
     uncited: set[str] = set()
     for f, r in zip(fmts, results, strict=True):
         group = {"multiply": 0.0, "accumulate": 0.0, "scale": 0.0, "decode": 0.0}
         for key, value in r.breakdown.items():
             head = key.split(":")[0].split("/")[0].split(" ")[0]
             group[head if head in group else "decode"] += value
-        acc = next((n.split(": ", 1)[1] for n in r.notes if n.startswith("accumulate:")), "")
         t.add_row(
             f, f"{get(f).bits_per_element:g}", f"{r.energy_pj:.4f}",
             *(f"{group[k]:.4f}" if group[k] else "-" for k in group),
-            f"{r.energy_pj / base:.3f}" if base else "-", acc,
+            f"{r.energy_pj / base:.3f}" if base else "-", _acc_label(r.notes),
         )  # fmt: skip
         uncited.update(r.uncited)
     console.print(t)
