@@ -32,6 +32,8 @@ def test_totals_are_sums_of_parts(tiny_workload: Workload) -> None:
     assert m.math_energy_fraction == pytest.approx(m.energy_by_component_pj["math"] / m.energy_pj)
     assert m.onchip_energy_pj == pytest.approx(m.energy_pj - m.energy_by_component_pj["DRAM"])
     assert 0 < m.math_energy_fraction < m.onchip_math_energy_fraction < 1
+    assert m.sol_energy_pj <= m.energy_pj and m.sol_latency_s <= m.latency_s  # speed of light
+    assert 0 < m.utilization <= 1
     assert m.area_mm2 == pytest.approx(design_area(BASE, tiny_workload, preset="magnet").total_mm2)
 
 
@@ -71,11 +73,11 @@ def test_node_moves_area_by_the_logic_and_bitcell_tables(tiny_workload: Workload
 
 def test_a_design_that_cannot_map_is_an_outcome_not_a_crash(tiny_workload: Workload) -> None:
     bad = {**BASE, "accum_buffer_kb": 0.001}  # 8 bits: not one 24-bit partial sum
-    with pytest.raises(PicojouleError, match="layer .conv.*24 bits"):
+    with pytest.raises(PicojouleError, match="cannot run tiny: .*24 bits"):
         evaluate_design(bad, tiny_workload)
     ev = DesignEvaluator(preset="magnet", workload=tiny_workload)
     metrics, error = ev(bad)
-    assert metrics is None and error is not None and "layer 'conv'" in error
+    assert metrics is None and error is not None and "24 bits" in error
     metrics, error = ev(BASE)
     assert error is None and metrics is not None and metrics["macs"] == tiny_workload.macs
 

@@ -96,9 +96,7 @@ def run(
     """Evaluate a design space (resumable; results cached in SQLite)."""
     sp = load_space(find_space(space), catalog)
     workload = load_workload(sp.workload, sp.batch)
-    evaluator = DesignEvaluator(
-        preset=sp.preset, workload=workload, objective=sp.mapper.objective, seed=sp.mapper.seed
-    )
+    evaluator = DesignEvaluator(preset=sp.preset, workload=workload, mapper=sp.mapper)
     out_dir = out if out is not None else Path("dse-runs") / sp.name
     console.print(
         f"[bold]{sp.name}[/bold]: preset {sp.preset}, workload {workload.name} "

@@ -4,9 +4,10 @@ Public: `LayerMetrics`, `DesignMetrics`, `evaluate_design`, `design_area`, `Desi
 `load_workload`, `workload_key`, `model_version`.
 
 `evaluate_design(design, workload)` builds the preset's Arch from the design's parameters
-(`dse.params`), sets the workload's formats and weight density, runs the mapper
-(`picojoule.mapping.search`, deterministic for a seed, no time budget) once per distinct
-layer shape, and sums over layers (x `repeat`), which run one after another:
+(`dse.params`), sets the workload's formats and weight density, and maps every layer with
+`picojoule.hw.map_workload` (each distinct layer shape searched once; deterministic for a
+seed, because no time budget is given), which sums over layers (x `repeat`) run one after
+another:
 
     energy_pj   = sum(layer energy)          latency_s = sum(layer cycles) / clock
     ops         = 2 x dense MACs             TOPS/W    = ops / energy_pj   (1 op/pJ = 1 TOPS/W)
@@ -30,7 +31,7 @@ from typing import Any
 
 from picojoule.dse.chip import ChipArea, chip_area
 from picojoule.dse.params import apply_to_workload, build_arch
-from picojoule.dse.space import Scalar
+from picojoule.dse.space import MapperSettings, Scalar
 from picojoule.errors import PicojouleError
 from picojoule.workload.layer import Workload
 
@@ -72,10 +73,13 @@ class DesignMetrics:
     tops_per_w: float
     tops_per_mm2: float
     macs: int
+    utilization: float  # MACs / (cycles x lanes)
     math_energy_fraction: float
     onchip_energy_pj: float  # without DRAM levels
     onchip_tops_per_w: float
     onchip_math_energy_fraction: float
+    sol_energy_pj: float  # speed of light: every MAC once, compulsory DRAM traffic only
+    sol_latency_s: float
     energy_by_component_pj: dict[str, float]
     area_by_component_mm2: dict[str, float]
     layers: tuple[LayerMetrics, ...]
@@ -106,72 +110,66 @@ def evaluate_design(
     workload: Workload,
     *,
     preset: str = "magnet",
-    objective: str = "energy",
-    seed: int = 0,
+    mapper: MapperSettings | None = None,
 ) -> DesignMetrics:
     """Map every layer of `workload` on the design and total the costs (module docstring).
 
     Raises a `PicojouleError` when the design cannot run the workload (e.g. a buffer too
-    small for any tile of some layer); the message names the layer.
+    small for one element of some operand).
     """
-    from picojoule.mapping.search import search
+    from picojoule.hw import map_workload
 
+    m = mapper or MapperSettings()
     arch = build_arch(preset, design)
     runs = apply_to_workload(workload, design)
     area = design_area(design, workload, preset=preset)
-    by_shape: dict[tuple[object, ...], Any] = {}
-    components: dict[str, float] = {"math": 0.0}
-    layers = []
-    for layer in runs.layers:
-        key = layer.shape_key()
-        if key not in by_shape:
-            try:
-                by_shape[key] = search(layer, arch, objective, seed=seed).cost  # type: ignore[arg-type]
-            except PicojouleError as e:
-                raise type(e)(f"layer {layer.name!r} ({layer.describe()}): {e}") from None
-        cost = by_shape[key]
-        n = layer.repeat
-        components["math"] += cost.mac_energy_pj * n
-        for level, row in cost.energy_by_level_pj.items():
-            components[level] = components.get(level, 0.0) + sum(row.values()) * n
-        net = sum(cost.network_energy_pj.values()) * n
-        if net:
-            components["network"] = components.get("network", 0.0) + net
-        layers.append(
-            LayerMetrics(
-                name=layer.name,
-                repeat=n,
-                macs=layer.macs * n,
-                energy_pj=cost.energy_pj * n,
-                math_energy_pj=cost.mac_energy_pj * n,
-                cycles=cost.cycles * n,
-                utilization=cost.utilization,
-                bound_by=cost.bound_by,
-            )
+    try:
+        cost = map_workload(
+            runs, arch, m.objective, seed=m.seed, samples=m.samples, starts=m.starts
         )
-    energy = sum(x.energy_pj for x in layers)
-    cycles = sum(x.cycles for x in layers)
-    macs = sum(x.macs for x in layers)
-    latency = cycles / (arch.clock_ghz * 1e9)
+    except PicojouleError as e:
+        raise type(e)(f"{arch.name} cannot run {workload.name}: {e}") from None
+    components: dict[str, float] = {"math": cost.mac_energy_pj}
+    for level, row in cost.energy_by_level_pj.items():
+        components[level] = sum(row.values())
+    if cost.network_energy_pj:
+        components["network"] = cost.network_energy_pj
+    layers = tuple(
+        LayerMetrics(
+            name=r.layer.name,
+            repeat=r.layer.repeat,
+            macs=r.layer.macs * r.layer.repeat,
+            energy_pj=r.energy_pj,
+            math_energy_pj=r.result.cost.mac_energy_pj * r.layer.repeat,
+            cycles=r.cycles,
+            utilization=r.result.cost.utilization,
+            bound_by=r.result.cost.bound_by,
+        )
+        for r in cost.layers
+    )
+    energy, latency, macs = cost.energy_pj, cost.latency_s, cost.macs
     ops = 2.0 * macs
     dram = {level.name for level in arch.levels if level.memory == "dram"}
     onchip = energy - sum(components.get(name, 0.0) for name in dram)
     return DesignMetrics(
         energy_pj=energy,
         latency_s=latency,
-        cycles=cycles,
+        cycles=cost.cycles,
         area_mm2=area.total_mm2,
         power_w=energy * 1e-12 / latency,
         tops_per_w=ops / energy,
         tops_per_mm2=ops / latency / 1e12 / area.total_mm2,
         macs=macs,
+        utilization=cost.utilization,
         math_energy_fraction=components["math"] / energy,
         onchip_energy_pj=onchip,
         onchip_tops_per_w=ops / onchip,
         onchip_math_energy_fraction=components["math"] / onchip,
+        sol_energy_pj=cost.sol_energy_pj,
+        sol_latency_s=cost.sol_cycles / (arch.clock_ghz * 1e9),
         energy_by_component_pj=components,
         area_by_component_mm2=area.by_component_mm2(),
-        layers=tuple(layers),
+        layers=layers,
     )
 
 
@@ -233,8 +231,7 @@ class DesignEvaluator:
 
     preset: str
     workload: Workload
-    objective: str = "energy"
-    seed: int = 0
+    mapper: MapperSettings = MapperSettings()
 
     @property
     def workload_name(self) -> str:
@@ -252,9 +249,7 @@ class DesignEvaluator:
         """Metrics, or the reason this design cannot run the workload. Only `PicojouleError`s
         (a design that does not fit) become errors; anything else is a bug and propagates."""
         try:
-            metrics = evaluate_design(
-                design, self.workload, preset=self.preset, objective=self.objective, seed=self.seed
-            )
+            metrics = evaluate_design(design, self.workload, preset=self.preset, mapper=self.mapper)
         except PicojouleError as e:
             return None, str(e)
         return metrics.as_dict(), None

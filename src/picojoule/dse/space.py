@@ -10,7 +10,7 @@ parameter, either one fixed value, a list, or a range::
     workload: resnet50            # a picojoule.workload builtin; batch: 1 by default
     preset: magnet                # picojoule.arch preset whose keywords are parameters
     objectives: [energy, latency, area]
-    mapper: {objective: energy}   # what the per-layer mapping search minimises
+    mapper: {objective: energy}   # per-layer mapping search (also seed, samples, starts)
     search: {method: nsga2, trials: 300, population: 32, seed: 0}
     constraints: {area_mm2: 30, power_w: 5}
     parameters:
@@ -125,8 +125,13 @@ class Design:
 
 @dataclass(frozen=True, kw_only=True)
 class MapperSettings:
+    """How `picojoule.hw.map_workload` searches each layer (its defaults): minimise
+    `objective`; draw `samples` random mappings and descend from the `starts` best."""
+
     objective: Literal["energy", "latency", "edp"] = "energy"
     seed: int = 0
+    samples: int = 1000
+    starts: int = 8
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -191,6 +196,8 @@ class _Mapper(BaseModel):
     model_config = ConfigDict(extra="forbid")
     objective: Literal["energy", "latency", "edp"] = "energy"
     seed: int = 0
+    samples: int = Field(default=1000, ge=1)
+    starts: int = Field(default=8, ge=1)
 
 
 class _Constraints(BaseModel):
