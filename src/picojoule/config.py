@@ -71,7 +71,8 @@ def apply(
     *,
     filter_fn: Callable[[nn.Module, str], bool] | None = None,
 ) -> list[Applied]:
-    """Apply `cfg` in place to every leaf module of `model` that `filter_fn` accepts.
+    """Apply `cfg` in place to every module of `model` (the root included) that `filter_fn`
+    accepts; handlers ignore module types they do not serve by returning None.
 
     Returns one `Applied` per visited module (skips included, with their reason).
     """
@@ -79,8 +80,6 @@ def apply(
     results: list[Applied] = []
     # Snapshot first: handlers may replace children while we walk.
     for name, module in list(model.named_modules()):
-        if name == "" and len(list(model.children())) > 0:
-            continue
         if filter_fn is not None and not filter_fn(module, name):
             continue
         rec = handler(module, name, cfg)

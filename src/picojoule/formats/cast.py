@@ -41,7 +41,8 @@ def _check(x: torch.Tensor, fmt_name: str, rounding: str) -> None:
 
 
 def _chunked(x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    flat = x.reshape(-1)
+    # Casts are values, not graph nodes: gradients go through picojoule.quant.ste.
+    flat = x.detach().reshape(-1)
     if flat.numel() <= CHUNK:
         return fn(flat).view(x.shape)
     out = torch.empty_like(flat)

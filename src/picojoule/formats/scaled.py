@@ -191,7 +191,7 @@ class ScaledFormat:
         if x.numel() == 0:
             return x.clone()
         kw = {"rounding": rounding, "generator": generator}
-        x32 = x.float() if x.dtype != torch.float64 else x
+        x32 = (x.float() if x.dtype != torch.float64 else x).detach()
         if self.kind == "plain" and not isinstance(self.granularity, PerBlock):
             y = self._plain_coarse(x32, amax, saturate, kw)
         else:
