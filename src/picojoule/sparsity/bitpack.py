@@ -32,6 +32,12 @@ def pack_bits(codes: torch.Tensor, bits: int) -> torch.Tensor:
         raise ConfigError(
             f"a code ({int(flat.max())}) does not fit in a {bits}-bit field; widen the field"
         )
+    if 8 % bits == 0:  # whole codes per byte (1, 2, 4, 8 bits): one shift-or per code
+        per_byte = 8 // bits
+        small = torch.nn.functional.pad(flat.to(torch.uint8), (0, (-flat.numel()) % per_byte))
+        shifts = (torch.arange(per_byte, device=flat.device) * bits).to(torch.uint8)
+        # Fields are disjoint, so summing them in uint8 is a bitwise OR without overflow.
+        return (small.reshape(-1, per_byte) << shifts).sum(dim=1, dtype=torch.uint8)
     shifts = torch.arange(bits, device=flat.device)
     stream = ((flat[:, None] >> shifts) & 1).reshape(-1).to(torch.uint8)
     stream = torch.nn.functional.pad(stream, (0, (-stream.numel()) % 8))
@@ -43,6 +49,10 @@ def unpack_bits(stream: torch.Tensor, bits: int, count: int) -> torch.Tensor:
     """The first `count` codes of a `pack_bits` stream, as int64."""
     if stream.numel() * 8 < count * bits:
         raise ConfigError(f"stream of {stream.numel()} bytes holds fewer than {count} codes")
+    if 8 % bits == 0:
+        shifts = torch.arange(8 // bits, device=stream.device) * bits
+        codes = (stream.to(torch.int64)[:, None] >> shifts) & ((1 << bits) - 1)
+        return codes.reshape(-1)[:count]
     bit_stream = (stream.to(torch.int64)[:, None] >> torch.arange(8, device=stream.device)) & 1
     fields = bit_stream.reshape(-1)[: count * bits].reshape(count, bits)
     return (fields << torch.arange(bits, device=stream.device)).sum(dim=1)

@@ -78,9 +78,18 @@ def _pack_nm(mat: torch.Tensor, n: int, m: int, layout: str) -> Packed:
     worst = int(nonzero.sum(-1).max()) if groups.numel() else 0
     if worst > n:
         raise ShapeError(f"matrix is not {n}:{m} sparse (a group has {worst} non-zeros); mask it")
-    # Non-zeros first (stable keeps their order), zero slots fill the rest; then ascending.
-    order = torch.sort(nonzero.to(torch.int8), dim=-1, descending=True, stable=True).indices
-    idx = order[..., :n].sort(dim=-1).values
+    rank = nonzero.cumsum(dim=-1, dtype=torch.int8) - 1  # slot of each non-zero in its group
+    if bool((rank[..., -1] == n - 1).all()):
+        # The usual case, a freshly masked weight: scatter each non-zero's position to its
+        # slot; zeros go to a spare slot n that is dropped.
+        slot = torch.where(nonzero, rank, n).to(torch.int64)
+        where = torch.arange(m, device=mat.device).expand_as(slot)
+        idx = torch.zeros(rows, cols // m, n + 1, dtype=torch.int64, device=mat.device)
+        idx = idx.scatter_(-1, slot, where)[..., :n]
+    else:
+        # Non-zeros first (stable keeps their order), zero slots fill the rest; then ascending.
+        order = torch.sort(nonzero.to(torch.int8), dim=-1, descending=True, stable=True).indices
+        idx = order[..., :n].sort(dim=-1).values
     values = torch.gather(groups, -1, idx).reshape(rows, cols // m * n)
     bits = bits_for(m)
     meta = ("index", pack_bits(idx, bits), bits, idx.numel())
