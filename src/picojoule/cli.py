@@ -27,7 +27,9 @@ def study(
     data: str = typer.Option(None, help="package.module:loader (user models)"),
     metric: str = typer.Option(None, help="package.module:score (user models)"),
     recipes: str = typer.Option("default", help="preset name or recipes YAML file"),
-    target: str = typer.Option("eyeriss", help="accelerator preset or GPU name (e.g. h100)"),
+    target: str = typer.Option(
+        "eyeriss", help="accelerator preset (eyeriss, simba, ...) or GPU (h100, a100, ...)"
+    ),
     out: Path = typer.Option(Path("picojoule-report"), help="output directory"),
     cache: Path = typer.Option(None, help="result cache (SQLite); default: user cache dir"),
     no_cache: bool = typer.Option(False, "--no-cache", help="recompute every recipe"),
@@ -94,14 +96,18 @@ def formats(
 def _mount() -> None:
     """Sub-apps of the packages that own them (imported at start-up: typer needs them)."""
     from picojoule.dse.cli import app as dse_app
+    from picojoule.energy.cli import app as explain_app
     from picojoule.gpu.cli import app as gpu_app
     from picojoule.mapping.cli import app as map_app
+    from picojoule.sparsity.cli import app as sparsity_app
     from picojoule.winograd.cli import app as winograd_app
 
     app.add_typer(winograd_app, name="winograd", help="Winograd transforms and error study.")
     app.add_typer(map_app, name="map", help="Map a model onto an accelerator preset.")
     app.add_typer(dse_app, name="dse", help="Design-space exploration (Pareto, SQLite, Ray).")
     app.add_typer(gpu_app, name="bench", help="Measure the local NVIDIA GPU.")
+    app.add_typer(explain_app, name="explain", help="Energy ledger: formats, GPUs, roofline.")
+    app.add_typer(sparsity_app, name="sparsity", help="N:M pruning, layouts, sparse costs.")
 
 
 def main() -> None:

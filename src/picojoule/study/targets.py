@@ -1,4 +1,5 @@
-"""Where a study's recipes are costed: an accelerator preset, mapped layer by layer.
+"""Where a study's recipes are costed: an accelerator preset (mapped layer by layer) or a GPU
+(speed-of-light roofline).
 
 Each transformed layer becomes a `picojoule.workload.Layer` carrying the recipe's operand
 formats and weight density, and `picojoule.mapping.map_workload` searches its mapping on the
@@ -8,6 +9,12 @@ bound is the mapper's too (every MAC once, compulsory DRAM traffic once).
 Winograd layers are mapped as their direct loop nest, then re-billed: the math energy scales by
 multiplies / MACs, and the transform additions are charged at the input format's add energy
 (`picojoule.energy.op_energy_pj`). Transform-domain data expansion is not re-mapped.
+
+On a GPU (`h100`, `a100`, ... from `picojoule.energy.gpus()`), latency is the roofline bound
+(`picojoule.energy.roofline`: max of FLOPs / peak and bytes / bandwidth per layer) and the
+energy estimate is board power (TDP) x that time - what the chip draws if it ran every layer at
+its roofline; the speed-of-light energy is the roofline's (MAC energy + compulsory DRAM
+traffic), so "vs SOL" shows what a real GPU spends on everything else.
 """
 
 from __future__ import annotations
@@ -22,18 +29,28 @@ __all__ = ["check_target", "bill", "targets"]
 _SEARCH = {"samples": 300, "starts": 4}  # per distinct layer; the study maps many recipes
 
 
-def targets() -> list[str]:
+def accelerators() -> list[str]:
     from picojoule.arch.presets import PRESETS
 
     return list(PRESETS)
+
+
+def gpu_names() -> list[str]:
+    from picojoule.energy import gpus
+
+    return [g.name for g in gpus()]
+
+
+def targets() -> list[str]:
+    return accelerators() + gpu_names()
 
 
 def check_target(name: str) -> None:
     names = targets()
     if name not in names:
         raise ConfigError(
-            f"unknown target {name!r}; accelerator presets: {', '.join(names)} "
-            f"(did you mean {nearest(name, names)}?)"
+            f"unknown target {name!r}; accelerator presets: {', '.join(accelerators())}; "
+            f"GPUs: {', '.join(gpu_names())} (did you mean {nearest(name, names)}?)"
         )
 
 
@@ -46,13 +63,9 @@ def _add_pj(fmt: str) -> float:
     return op_energy_pj("add", el)
 
 
-def bill(counts: list[LayerCount], target: str) -> dict[str, Any]:
-    from picojoule.arch.presets import preset
-    from picojoule.mapping.network import map_workload
+def _workload(counts: list[LayerCount]):
     from picojoule.workload.layer import Layer, Workload
 
-    check_target(target)
-    arch = preset(target)
     layers = tuple(
         Layer(
             name=c.name,
@@ -65,7 +78,56 @@ def bill(counts: list[LayerCount], target: str) -> dict[str, Any]:
         )
         for c in counts
     )
-    cost = map_workload(Workload(name="study", layers=layers), arch, "energy", **_SEARCH)
+    return Workload(name="study", layers=layers)
+
+
+def bill(counts: list[LayerCount], target: str) -> dict[str, Any]:
+    """Energy (pJ), latency (s) and the speed-of-light bound of one inference on `target`."""
+    check_target(target)
+    if target in gpu_names():
+        return _gpu_bill(counts, target)
+    return _accelerator_bill(counts, target)
+
+
+def _gpu_bill(counts: list[LayerCount], target: str) -> dict[str, Any]:
+    from picojoule.energy import gpu, roofline
+
+    spec = gpu(target)
+    rl = roofline(_workload(counts), spec)
+    rows = []
+    for c, b in zip(counts, rl.layers, strict=True):
+        e = spec.tdp_w * b.min_time_s * 1e12
+        rows.append({"name": c.name, "energy_pj": e, "math_pj": b.math_energy_pj,
+                     "memory_pj": b.memory_energy_pj, "cycles": None,
+                     "sol_energy_pj": b.min_energy_pj, "bound": b.bound,
+                     "compute_key": b.compute_key + (" 2:4" if b.sparse else "")})  # fmt: skip
+    energy = sum(r["energy_pj"] for r in rows)
+    sol = rl.min_energy_pj
+    return {
+        "energy_pj": energy,
+        "sol_energy_pj": sol,
+        "sol_ratio": energy / sol if sol else None,
+        "latency_s": rl.min_time_s,
+        "utilization": None,
+        "layers_energy": rows,
+        "assumptions": [
+            f"target {spec.title}: datasheet peaks and {spec.bandwidth_gbs:g} GB/s, "
+            f"TDP {spec.tdp_w:g} W ({spec.citation})",
+            "latency: roofline bound per layer, layers in sequence (picojoule.energy.roofline);"
+            " batch 1 leaves a GPU far below its peaks, so real latency is higher",
+            "energy estimate: TDP x roofline time; speed of light: MAC energy at the GPU's "
+            "node + compulsory DRAM traffic (no instruction overhead, no on-chip traffic)",
+            "2:4 sparse peak used where weights are <= 50 % dense and the GPU has one",
+        ],
+    }
+
+
+def _accelerator_bill(counts: list[LayerCount], target: str) -> dict[str, Any]:
+    from picojoule.arch.presets import preset
+    from picojoule.mapping.network import map_workload
+
+    arch = preset(target)
+    cost = map_workload(_workload(counts), arch, "energy", **_SEARCH)
     rows, total, sol = [], 0.0, 0.0
     for c, r in zip(counts, cost.layers, strict=True):
         e = r.energy_pj
