@@ -21,7 +21,7 @@ def test_qualifying_linear() -> None:
         ("linear", (64, 256), "fp32", "2:4", ["dtype float32 not served by cuSPARSELt"]),
         ("linear", (64, 256), "fp16", "1:4", ["pattern 1:4 is not 2:4"]),
         ("linear", (64, 256), "fp16", "dense", ["not sparsified"]),
-        ("conv2d", (32, 16, 3, 3), "fp16", "2:4", ["no convolution kernel"]),
+        ("conv2d", (32, 16, 3, 3), "fp16", "2:4", ["no conv kernel"]),
     ],
 )
 def test_rules_name_every_failure(kind, shape, dtype, pattern, fragments) -> None:

@@ -1,11 +1,14 @@
 """`picojoule sparsity`: prune the default model and show what it bought; layouts; costs; GPU.
 
-picojoule sparsity report [--recipe 2:4] [--dtype fp16] [--finetune-steps 100]
-                          [--permute] [--json FILE]
-picojoule sparsity layouts [--shape 4096x4096] [--density 0.5] [--dtype fp16]
-picojoule sparsity costs [--gemm 4096x4096x1] [--dtype fp16] [--density 0.3]
-                         [--input-density 0.5]
-picojoule sparsity gpu [--sizes 4096 8192] [--dtypes fp16 bf16 int8]
+    picojoule sparsity report [--recipe 2:4] [--dtype fp16] [--finetune-steps 100]
+                              [--permute] [--json FILE] [--measured sparsity_gpu.json]
+    picojoule sparsity layouts [--shape 4096x4096] [--density 0.5] [--dtype fp16]
+    picojoule sparsity costs [--gemm 4096x4096x1] [--dtype fp16] [--density 0.3]
+                             [--input-density 0.5]
+    picojoule sparsity gpu [--sizes 4096 8192] [--dtypes fp16 bf16 int8]
+
+`report --measured` joins measured 2:4 speedups (benchmarks/results/sparsity_gpu.json) to the
+layers that would run the 2:4 kernel.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from picojoule.sparsity.costs import (
     horowitz_45nm,
     scheme_cost,
 )
+from picojoule.sparsity.gpu_check import load_measurements, measure_2to4, render_gpu_table
 from picojoule.sparsity.layouts import storage
 from picojoule.sparsity.masks import nm_mask, unstructured_mask
 from picojoule.sparsity.permute_model import permute_channels_
@@ -57,6 +61,9 @@ def report_cmd(
     lr: Annotated[float, typer.Option(help="fine-tune learning rate")] = 1e-3,
     permute: Annotated[bool, typer.Option(help="permute input channels first (N:M)")] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="write rows as JSON")] = None,
+    measured: Annotated[
+        Path | None, typer.Option(help="sparsity_gpu.json from bench_sparsity_gpu.py")
+    ] = None,
 ) -> None:
     """Prune the default digits CNN, fine-tune, and print the per-layer table with accuracy."""
     from picojoule.models import digits
@@ -77,7 +84,8 @@ def report_cmd(
         loader = data.loader("train", batch_size=64, shuffle=True)
         finetune(sparse, loader, finetune_steps, lr)
         tuned = digits.evaluate(sparse, data)
-    rows = report(sparse, applied, example_input=example[:1], dtype=dtype)
+    timed = load_measurements(measured) if measured is not None else ()
+    rows = report(sparse, applied, example_input=example, dtype=dtype, measured=timed)
     console.print(render_table(rows, title=f"digits CNN, recipe {recipe}, deployed as {dtype}"))
     console.print(
         f"accuracy: dense {dense_acc:.2f}%  one-shot {one_shot:.2f}%  "
@@ -160,7 +168,5 @@ def gpu(
     dtypes: Annotated[list[str], typer.Option(help="fp16, bf16, int8")] = ["fp16", "bf16", "int8"],  # noqa: B006
 ) -> None:
     """Time torch 2:4 semi-structured vs dense on this machine's GPU (skips without CUDA)."""
-    from picojoule.sparsity.gpu_check import measure_2to4, render_gpu_table
-
     rows = measure_2to4([(s, s, s) for s in sizes], dtypes)
     console.print(render_gpu_table(rows))

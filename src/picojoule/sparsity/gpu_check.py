@@ -1,7 +1,8 @@
 """Measure torch's 2:4 semi-structured matmul against dense on a real NVIDIA GPU.
 
 Public: `GpuMeasurement`, `measure_2to4(shapes, dtypes, ...)`, `cuda_note()`,
-`render_gpu_table(rows)`.
+`render_gpu_table(rows)`, `load_measurements(path)` (rows saved by
+benchmarks/bench_sparsity_gpu.py, for `report(..., measured=...)`).
 
 For each (m, k, n) and dtype: W[m, k] is pruned 2:4 along k, X[k, n] is dense (stored as the
 transpose of row-major [n, k] activations, as F.linear passes it), and we time
@@ -25,19 +26,27 @@ int32, see `_run_int8`).
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from pathlib import Path
 
 import torch
 from rich.markup import escape
 from rich.table import Table
 
-from picojoule.sparsity.kernels import canonical_dtype, semi_structured_verdict
+from picojoule.errors import ConfigError
+from picojoule.sparsity.kernels import SPEEDUP_2TO4, canonical_dtype, semi_structured_verdict
 from picojoule.sparsity.masks import nm_mask
-from picojoule.sparsity.report import SPEEDUP_2TO4
 
-__all__ = ["GpuMeasurement", "measure_2to4", "cuda_note", "render_gpu_table"]
+__all__ = [
+    "GpuMeasurement",
+    "measure_2to4",
+    "cuda_note",
+    "render_gpu_table",
+    "load_measurements",
+]
 
 # Bound on output memory held by one captured graph (bytes).
 _GRAPH_BYTES = 4 * 1024**3
@@ -270,3 +279,18 @@ def render_gpu_table(rows: Sequence[GpuMeasurement]) -> Table:
             r.note,
         )
     return table
+
+
+def load_measurements(path: str | Path) -> list[GpuMeasurement]:
+    """Rows of a sparsity_gpu.json written by benchmarks/bench_sparsity_gpu.py."""
+    try:
+        payload = json.loads(Path(path).read_text())
+        names = {f.name for f in fields(GpuMeasurement)}
+        return [
+            GpuMeasurement(**{k: v for k, v in r.items() if k in names}) for r in payload["rows"]
+        ]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(
+            f"cannot read GPU measurements from {path} ({type(exc).__name__}: {exc}); "
+            "write them with benchmarks/bench_sparsity_gpu.py"
+        ) from None

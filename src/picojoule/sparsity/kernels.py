@@ -1,6 +1,7 @@
 """Which GPU kernel a sparsified layer would get, by torch's documented semi-structured rules.
 
-Public: `KernelVerdict`, `semi_structured_verdict`, `is_nm`, `MIN_SHAPE`, `canonical_dtype`.
+Public: `KernelVerdict`, `semi_structured_verdict`, `is_nm`, `MIN_SHAPE`, `canonical_dtype`,
+`SPEEDUP_2TO4`.
 
 torch runs 2:4 sparsity through `torch.sparse.to_sparse_semi_structured` (cuSPARSELt, or
 CUTLASS when cuSPARSELt is absent or `_FORCE_CUTLASS` is set). Its rules, as coded in
@@ -22,7 +23,18 @@ import torch
 
 from picojoule.errors import FormatError
 
-__all__ = ["KernelVerdict", "semi_structured_verdict", "is_nm", "MIN_SHAPE", "canonical_dtype"]
+__all__ = [
+    "KernelVerdict",
+    "semi_structured_verdict",
+    "is_nm",
+    "MIN_SHAPE",
+    "canonical_dtype",
+    "SPEEDUP_2TO4",
+]
+
+# Upper bound for a 2:4 layer: sparse tensor cores double the math rate (NVIDIA A100
+# whitepaper, 2020). Real kernels fall short; gpu_check measures by how much.
+SPEEDUP_2TO4 = 2.0
 
 # (backend, canonical dtype) -> (sparse_min_rows, sparse_min_cols), copied from
 # `_DTYPE_SHAPE_CONSTRAINTS` in torch/sparse/semi_structured.py (torch 2.11-2.13).
@@ -97,7 +109,7 @@ def semi_structured_verdict(
     dense_kernel = "dense cuBLAS" if kind == "linear" else "dense cuDNN"
     reasons: list[str] = []
     if kind != "linear":
-        reasons.append(f"{kind}: torch semi-structured sparsity has no convolution kernel")
+        reasons.append(f"{kind}: torch 2:4 has no conv kernel")
     if pattern == "dense":
         reasons.append("not sparsified")
     elif pattern != "2:4":

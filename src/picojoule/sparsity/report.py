@@ -1,16 +1,18 @@
 """The per-layer "what did sparsity buy" table.
 
 Public: `LayerSparsity`, `report(model, applied=None, *, example_input=None, dtype="fp16")`,
-`render_table(rows)`, `to_dict(rows)`, `SPEEDUP_2TO4`.
+`render_table(rows)`, `to_dict(rows)`, `layer_gemms(model, example_input)`.
 
 One row per Linear/Conv layer: its pattern and measured density, whether torch's 2:4 kernel
 would take it (and every rule it fails), the kernel that would run, weight bytes saved in the
 layer's natural compressed layout, multiplies with a zero weight, and a predicted speedup with
-the assumption behind it. A layer that was not sparsified says why ("skipped: reason").
+the assumption behind it, and -- when GPU measurements are passed (`gpu_check`) -- the speedup
+measured for that layer's shape. A layer that was not sparsified says why ("skipped: reason").
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -20,23 +22,25 @@ from rich.table import Table
 
 from picojoule.config import Applied
 from picojoule.sparsity.costs import Gemm
-from picojoule.sparsity.kernels import is_nm, semi_structured_verdict
+from picojoule.sparsity.gpu_check import GpuMeasurement
+from picojoule.sparsity.kernels import SPEEDUP_2TO4, canonical_dtype, is_nm, semi_structured_verdict
 from picojoule.sparsity.layouts import storage
 from picojoule.sparsity.patterns import parse_pattern
 from picojoule.sparsity.sparsify import PRUNABLE, layer_kind, mask_of
 
-__all__ = ["LayerSparsity", "report", "render_table", "to_dict", "layer_gemms", "SPEEDUP_2TO4"]
+__all__ = ["LayerSparsity", "report", "render_table", "to_dict", "layer_gemms"]
 
-# Upper bound for a 2:4 layer: sparse tensor cores double the math rate (NVIDIA A100
-# whitepaper, 2020). Real kernels fall short (measure with gpu_check); the row says so.
-SPEEDUP_2TO4 = 2.0
-_ASSUME_2TO4 = "math-bound upper bound: 2:4 doubles tensor-core rate; measure with gpu_check"
+_ASSUME_2TO4 = "math-bound upper bound: 2:4 doubles tensor-core rate (A100 whitepaper)"
 _ASSUME_DENSE = "dense kernel runs: zeros are multiplied"
 
 
 @dataclass(frozen=True, kw_only=True)
 class LayerSparsity:
-    """One layer's row. Bytes are weight storage in `dtype`; MACs are per input sample."""
+    """One layer's row. Bytes are weight storage in `dtype`; MACs are per input sample.
+
+    `measured_speedup` (eager torch call) and `measured_kernel_speedup` (GPU time only) come
+    from the closest measured shape, described in `measured_on`; None when not measured.
+    """
 
     name: str
     kind: str
@@ -54,6 +58,9 @@ class LayerSparsity:
     macs_saved: int | None
     predicted_speedup: float
     speedup_assumption: str
+    measured_speedup: float | None = None
+    measured_kernel_speedup: float | None = None
+    measured_on: str = ""
 
     @property
     def bytes_saved(self) -> int:
@@ -104,6 +111,20 @@ def _layout(weight: torch.Tensor, pattern: str, dtype: str) -> tuple[str, int, i
     return best.layout, best.dense_bytes, best.total_bytes
 
 
+def _closest(
+    measured: Sequence[GpuMeasurement], m: int, k: int, n: int | None, dtype: str
+) -> GpuMeasurement | None:
+    """The timed row for W[m, k] in `dtype` whose column count is nearest `n` (log scale)."""
+    rows = [
+        r for r in measured if r.speedup is not None and (r.m, r.k) == (m, k) and r.dtype == dtype
+    ]
+    if not rows:
+        return None
+    if n is None:
+        return max(rows, key=lambda r: r.n)
+    return min(rows, key=lambda r: abs(math.log(r.n / n)))
+
+
 def report(
     model: nn.Module,
     applied: Sequence[Applied] | None = None,
@@ -111,17 +132,24 @@ def report(
     example_input: torch.Tensor | None = None,
     dtype: str = "fp16",
     backend: str = "cusparselt",
+    measured: Sequence[GpuMeasurement] = (),
 ) -> list[LayerSparsity]:
     """Per-layer sparsity table for `model` as deployed in `dtype` on a GPU with `backend`.
 
     `applied` (what `sparsify_` returned) supplies the reasons layers were skipped;
-    `example_input` (a batch) enables the MAC columns.
+    `example_input` (a batch) enables the MAC columns and picks the measured shape with the
+    nearest batch; `measured` (`gpu_check.measure_2to4` or `load_measurements`) fills the
+    measured-speedup columns of layers that run the 2:4 kernel.
     """
     reasons = {a.name: a.reason for a in applied or () if a.skipped}
     macs: dict[str, int] = {}
+    columns: dict[str, int] = {}
     if example_input is not None:
         batch = example_input.shape[0]
-        macs = {k: g.macs // batch for k, g in layer_gemms(model, example_input).items()}
+        gemms = layer_gemms(model, example_input)
+        macs = {k: g.macs // batch for k, g in gemms.items()}
+        columns = {k: g.n for k, g in gemms.items()}
+    deployed = canonical_dtype(dtype)
     rows: list[LayerSparsity] = []
     for name, module in model.named_modules():
         if not isinstance(module, PRUNABLE):
@@ -150,6 +178,9 @@ def report(
         )
         layout, dense_bytes, sparse_bytes = _layout(weight, pattern, dtype)
         layer_macs = macs.get(name)
+        timed = None
+        if verdict.qualifies:
+            timed = _closest(measured, *weight.shape, columns.get(name), deployed)
         rows.append(
             LayerSparsity(
                 name=name,
@@ -168,6 +199,9 @@ def report(
                 macs_saved=None if layer_macs is None else round(layer_macs * (1 - density)),
                 predicted_speedup=SPEEDUP_2TO4 if verdict.qualifies else 1.0,
                 speedup_assumption=_ASSUME_2TO4 if verdict.qualifies else _ASSUME_DENSE,
+                measured_speedup=timed.speedup if timed else None,
+                measured_kernel_speedup=timed.kernel_speedup if timed else None,
+                measured_on=f"{timed.device}, n={timed.n}" if timed else "",
             )
         )
     return rows
@@ -177,12 +211,19 @@ def _pct(part: float, whole: float) -> str:
     return f"{100 * part / whole:.1f}%" if whole else "-"
 
 
+def _measured(r: LayerSparsity) -> str:
+    if r.measured_speedup is None:
+        return "-"
+    kernel = r.measured_kernel_speedup
+    return f"{r.measured_speedup:.2f}x call, " + (f"{kernel:.2f}x kernel" if kernel else "-")
+
+
 def render_table(rows: Sequence[LayerSparsity], title: str = "Sparsity per layer") -> Table:
     """A rich Table of `report` rows; the speedup assumptions go in the caption."""
     table = Table(title=title)
     for col in ("layer", "shape", "pattern", "density", "status", "2:4 kernel?", "GPU kernel"):
         table.add_column(col, overflow="fold")
-    for col in ("bytes saved", "MACs saved", "pred. speedup"):
+    for col in ("bytes saved", "MACs saved", "pred. speedup", "measured"):
         table.add_column(col, justify="right")
     for r in rows:
         fits = "yes" if r.qualifies_2to4 else f"no: {r.why_not}"
@@ -199,8 +240,10 @@ def render_table(rows: Sequence[LayerSparsity], title: str = "Sparsity per layer
             saved,
             macs,
             f"{r.predicted_speedup:.2f}x",
+            _measured(r),
         )
     notes = sorted({f"{r.predicted_speedup:.2f}x: {r.speedup_assumption}" for r in rows})
+    notes += sorted({f"measured on {r.measured_on}" for r in rows if r.measured_on})
     table.caption = " | ".join(notes)
     return table
 
