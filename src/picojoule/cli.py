@@ -93,25 +93,33 @@ def formats(
     console.print(t)
 
 
-def _mount() -> None:
-    """Sub-apps of the packages that own them (imported at start-up: typer needs them)."""
-    from picojoule.dse.cli import app as dse_app
-    from picojoule.energy.cli import app as explain_app
-    from picojoule.gpu.cli import app as gpu_app
-    from picojoule.mapping.cli import app as map_app
-    from picojoule.sparsity.cli import app as sparsity_app
-    from picojoule.winograd.cli import app as winograd_app
+# name -> (module holding a typer `app`, help). Mounted on demand: `picojoule study` need not
+# import the mapper, Ray or matplotlib-heavy modules of the other commands.
+SUBAPPS = {
+    "winograd": ("picojoule.winograd.cli", "Winograd transforms and error study."),
+    "map": ("picojoule.mapping.cli", "Map a model onto an accelerator preset."),
+    "dse": ("picojoule.dse.cli", "Design-space exploration (Pareto, SQLite, Ray)."),
+    "bench": ("picojoule.gpu.cli", "Measure the local NVIDIA GPU."),
+    "explain": ("picojoule.energy.cli", "Energy ledger: formats, GPUs, roofline."),
+    "sparsity": ("picojoule.sparsity.cli", "N:M pruning, layouts, sparse costs."),
+}
 
-    app.add_typer(winograd_app, name="winograd", help="Winograd transforms and error study.")
-    app.add_typer(map_app, name="map", help="Map a model onto an accelerator preset.")
-    app.add_typer(dse_app, name="dse", help="Design-space exploration (Pareto, SQLite, Ray).")
-    app.add_typer(gpu_app, name="bench", help="Measure the local NVIDIA GPU.")
-    app.add_typer(explain_app, name="explain", help="Energy ledger: formats, GPUs, roofline.")
-    app.add_typer(sparsity_app, name="sparsity", help="N:M pruning, layouts, sparse costs.")
+
+def _mount(argv: list[str]) -> None:
+    """Mount the sub-app the command line names, or all of them (for --help and errors)."""
+    import importlib
+
+    wanted = [argv[1]] if len(argv) > 1 and argv[1] in SUBAPPS else list(SUBAPPS)
+    for name in wanted:
+        module, help_text = SUBAPPS[name]
+        app.add_typer(importlib.import_module(module).app, name=name, help=help_text)
 
 
 def main() -> None:
-    _mount()
+    if len(sys.argv) > 1 and sys.argv[1] in ("study", "formats"):
+        pass  # core commands: no sub-app needed
+    else:
+        _mount(sys.argv)
     try:
         app()
     except PicojouleError as e:
