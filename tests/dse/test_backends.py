@@ -15,7 +15,8 @@ from picojoule.dse.evaluate import DesignEvaluator
 from picojoule.dse.params import catalog
 from picojoule.dse.results import ResultsDB
 from picojoule.dse.runner import run_space
-from picojoule.dse.space import Design, parse_space
+from picojoule.dse.space import Design
+from picojoule.dse.spacefile import parse_space
 from picojoule.workload.layer import Workload
 
 

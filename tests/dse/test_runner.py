@@ -12,7 +12,8 @@ from picojoule.dse.evaluate import DesignEvaluator
 from picojoule.dse.params import catalog
 from picojoule.dse.results import ResultsDB
 from picojoule.dse.runner import feasible, run_space
-from picojoule.dse.space import DesignSpace, parse_space
+from picojoule.dse.space import DesignSpace
+from picojoule.dse.spacefile import parse_space
 from picojoule.workload.layer import Workload
 
 TINY_PARAMS = {"vector_width": [4, 8], "dataflow": ["ws", "local-ws"], "pe_x": 2, "pe_y": 2}

@@ -13,7 +13,8 @@ from picojoule.dse.search import (
     make_strategy,
     violations,
 )
-from picojoule.dse.space import Constraints, Design, ParamSpec, parse_space
+from picojoule.dse.space import Constraints, Design, ParamSpec
+from picojoule.dse.spacefile import parse_space
 
 CATALOG = {
     "x": ParamSpec(name="x", type="int", doc=""),

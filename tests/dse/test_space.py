@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from picojoule.dse.errors import SpaceError
-from picojoule.dse.space import MAX_GRID, ParamSpec, load_space, parse_space
+from picojoule.dse.space import MAX_GRID, ParamSpec
+from picojoule.dse.spacefile import load_space, parse_space
 from picojoule.errors import FormatError
 
 

@@ -26,7 +26,7 @@ from picojoule.dse.params import catalog
 from picojoule.dse.report import RunReport, build_report, front_table, write_outputs
 from picojoule.dse.results import DB_FILENAME, ResultsDB
 from picojoule.dse.runner import run_space
-from picojoule.dse.space import find_space, load_space
+from picojoule.dse.spacefile import find_space, load_space
 
 __all__ = ["app"]
 
