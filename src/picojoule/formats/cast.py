@@ -186,7 +186,9 @@ def quantize_lns(
         big = k > hi
         k = k.clamp_(lo, hi)
         y = torch.exp2(k / step)
-        y = torch.where(a < 0.5 * fmt.min_normal, 0.0, y)
+        # Below the smallest magnitude: nearest is 0 under half of it; truncation always gives 0.
+        tiny = fmt.min_normal if rounding == "toward_zero" else 0.5 * fmt.min_normal
+        y = torch.where(a < tiny, 0.0, y)
         if not saturate:
             y = torch.where(big, float("inf"), y)
         y = torch.where(torch.isnan(a), float("nan"), y)

@@ -17,8 +17,9 @@ __all__ = ["fit", "assign", "assign_index"]
 
 def fit(x: torch.Tensor, k: int, *, iters: int = 25) -> torch.Tensor:
     """Return `k` sorted float32 centroids fitted to the values of `x`."""
-    if not x.is_floating_point():
-        raise FormatError(f"codebook: expected a floating-point tensor, got {x.dtype}")
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        got = x.dtype if isinstance(x, torch.Tensor) else type(x).__name__
+        raise FormatError(f"codebook: expected a floating-point tensor, got {got}")
     v = x.detach().reshape(-1).float()
     v = v[torch.isfinite(v)]
     if v.numel() == 0:

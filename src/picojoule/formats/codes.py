@@ -1,7 +1,8 @@
 """Bit patterns: `encode(fmt, x) -> integer codes` and `decode(fmt, codes) -> float32`.
 
-`encode` first rounds with the format's defaults (nearest-even, saturating), then maps each
-value to its code arithmetically; `decode` looks codes up in the table built from the spec
+`encode` first rounds with the format's defaults (nearest-even, finite overflow saturating;
++-inf keeps its own code where the format has one), then maps each value to its code
+arithmetically; `decode` looks codes up in the table built from the spec
 (`FloatFormat.decode_value`), so the two are independent derivations and round-trip tests
 between them mean something.
 """
@@ -34,6 +35,8 @@ def encode(fmt: ElementFormat, x: torch.Tensor) -> torch.Tensor:
         return codes.to(code_dtype(fmt.bits))
     if isinstance(fmt, LNSFormat):
         return _encode_lns(fmt, q)
+    if fmt.inf:  # +-inf is representable: it keeps its code (saturation is for finite overflow)
+        q = torch.where(torch.isinf(x), x.to(q.dtype), q)
     return _encode_float(fmt, q)
 
 
@@ -105,5 +108,27 @@ def decode(fmt: ElementFormat, codes: torch.Tensor) -> torch.Tensor:
         return _lns_table(fmt)[c]
     if fmt.bits <= 16:
         return torch.from_numpy(fmt.table).to(torch.float32)[c]
-    # fp32-width formats (fp32, tf32): the code is the top `bits` bits of a float32.
-    return (c << (32 - fmt.bits)).to(torch.int32).view(torch.float32)
+    return _decode_wide(fmt, c)
+
+
+def _decode_wide(fmt: FloatFormat, c: torch.Tensor) -> torch.Tensor:
+    """Formats over 16 bits: the spec's formula, vectorized in float64. float32 comes back
+    where the format fits in it (fp32, tf32), float64 otherwise (e.g. e10m20)."""
+    nm = fmt.ebits + fmt.mbits
+    e_all, m_all = (1 << fmt.ebits) - 1, (1 << fmt.mbits) - 1
+    sign = torch.where(fmt.signed & ((c >> nm) & 1 == 1), -1.0, 1.0).to(torch.float64)
+    e = (c >> fmt.mbits) & e_all
+    m = (c & m_all).to(torch.float64) / (1 << fmt.mbits)
+    normal = (e > 0) | (not fmt.subnormals)
+    mag = torch.where(normal, 1.0 + m, m) * torch.exp2(
+        (torch.where(normal, e, 1) - fmt.bias).to(torch.float64)
+    )
+    v = sign * mag
+    if fmt.nan == "ieee":
+        v = torch.where(e == e_all, torch.where(m == 0, sign * torch.inf, torch.nan), v)
+    elif fmt.nan == "all_ones":
+        v = torch.where((e == e_all) & ((c & m_all) == m_all), torch.nan, v)
+    elif fmt.nan == "neg_zero":
+        v = torch.where(c == 1 << nm, torch.nan, v)
+    fits32 = fmt.ebits <= 8 and fmt.mbits <= 23
+    return v.to(torch.float32) if fits32 else v

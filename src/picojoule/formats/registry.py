@@ -121,7 +121,7 @@ def _parse(name: str) -> Format:
         if not 3 <= bits <= 24:
             raise FormatError(f"{name}: LNS widths run from 3 to 24 bits")
         # Default: 3 integer bits of log up to 8 bits (range 2^+-8), 5 beyond.
-        frac = int(mt["f"]) if mt["f"] else bits - 1 - (3 if bits <= 8 else 5)
+        frac = int(mt["f"]) if mt["f"] else max(0, bits - 1 - (3 if bits <= 8 else 5))
         if not 0 <= frac <= bits - 2:
             raise FormatError(f"{name}: fractional log bits must be in [0, {bits - 2}]")
         return LNSFormat(name=f"lns{bits}_f{frac}", bits=bits, frac_bits=frac, aliases=(name,))
@@ -154,7 +154,7 @@ def _parse(name: str) -> Format:
         bits, v = int(mt["bits"]), int(mt["v"])
         unsigned = bool(mt["u"])
         sbits = int(mt["s"]) if mt["s"] else 0
-        if not 2 <= bits <= 16 or v < 1 or not 0 <= sbits <= 16:
+        if not 2 <= bits <= 16 or v < 1 or not 0 <= sbits <= 16 or (mt["s"] and sbits < 1):
             raise FormatError(f"{name}: need 2 <= N <= 16, V >= 1, 1 <= M <= 16")
         if mt["paper"] and not sbits:
             raise FormatError(f"{name}: _paper orders two-level scaling; add _s<M>")

@@ -218,7 +218,9 @@ class ScaledFormat:
         """Scales for every block first (small tensors, one vectorized pass), then the
         elementwise y = Q(x / d) * m1 * m2 in cache-sized chunks."""
         size = self.granularity.size  # type: ignore[union-attr]
-        xb, pad = _blocks(x if x.dim() > 0 else x.reshape(1), size)
+        if x.dim() == 0:  # a scalar is a one-element row
+            return self._blockwise(x.reshape(1), amax, coarse, saturate, kw).reshape(())
+        xb, pad = _blocks(x, size)
         m = _amax(xb, -1)  # [..., nb, 1]
         if self.kind == "mx":
             self._no_amax(amax)
