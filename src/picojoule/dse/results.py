@@ -188,7 +188,8 @@ class ResultsDB:
         if digest != info.space_digest:
             raise StoreError(
                 f"run {info.run_id!r} in {self.path} was started from a different design space; "
-                "resume with the original file, or rename the space (its `name`) to start anew"
+                "resume with the original file, or rename the space (its `name`) to start a new "
+                "run in this file - designs evaluated before are reused from its cache"
             )
         if workload_key != info.workload_key:
             raise StoreError(

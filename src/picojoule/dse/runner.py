@@ -170,7 +170,8 @@ def _check_feasible(space: DesignSpace, points: Sequence[Point]) -> None:
         parts.append(f"power <= {c.power_w:g} W (best {min(p.metrics['power_w'] for p in ok):.3g})")
     raise InfeasibleError(
         f"none of the {len(ok)} evaluated designs meets " + " and ".join(parts) + "; the "
-        "points are stored - relax constraints and run again with --resume to reuse them"
+        "points are stored: relax the constraints and run the space again under a new name "
+        "with the same --out, and every design evaluated so far is reused, not recomputed"
     )
 
 
