@@ -194,8 +194,8 @@ _MODEL_PACKAGES = (
     "picojoule.mapping",
     "picojoule.energy",
     "picojoule.formats",
-    "picojoule.sparsity",
 )
+_MODEL_FILES = ("picojoule.sparsity.patterns",)  # sparsity: only the pattern -> density rule
 _MODEL_MODULES = ("area", "chip", "params", "evaluate")
 _MODEL_SUFFIXES = {".py", ".yaml", ".csv", ".json"}
 
@@ -217,6 +217,10 @@ def model_version() -> str:
             for p in root.rglob("*")
             if p.suffix in _MODEL_SUFFIXES and "__pycache__" not in p.parts
         ]
+    for module in _MODEL_FILES:
+        spec = importlib.util.find_spec(module)
+        if spec is not None and spec.origin is not None:
+            files.append((module, Path(spec.origin)))
     here = Path(__file__).parent
     files += [(f"picojoule.dse/{m}.py", here / f"{m}.py") for m in _MODEL_MODULES]
     for name, path in sorted(files):
