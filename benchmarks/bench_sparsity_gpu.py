@@ -21,7 +21,6 @@ from rich.console import Console
 
 from picojoule.sparsity.gpu_check import cuda_note, measure_2to4, render_gpu_table
 from picojoule.sparsity.report import layer_gemms
-from picojoule.sparsity.sparsify import layer_kind
 
 RESULTS = Path(__file__).parent / "results" / "sparsity_gpu.json"
 
@@ -35,7 +34,7 @@ def _model_shapes(batch: int) -> tuple[list[tuple[int, int, int]], list[str]]:
     shapes = [(g.m, g.k, g.n) for g in gemms.values()]
     # Convs are timed as their implicit GEMM: what a sparse conv kernel could do; torch's
     # semi-structured path itself has no conv kernel (see kernels.semi_structured_verdict).
-    labels = [f"digits {name} {layer_kind(model.get_submodule(name))} b{batch}" for name in gemms]
+    labels = [f"digits {name} b{batch}" for name in gemms]
     return shapes, labels
 
 

@@ -166,3 +166,8 @@ def test_sparsity_mask_is_a_real_parametrization() -> None:
     assert parametrize.is_parametrized(layer, "weight")
     state = layer.state_dict()
     assert "parametrizations.weight.0.mask" in state
+
+
+def test_finetune_rejects_an_empty_loader() -> None:
+    with pytest.raises(ConfigError, match="no batches"):
+        finetune(nn.Linear(2, 2), [], steps=1, lr=1e-3)

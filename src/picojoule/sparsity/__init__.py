@@ -12,7 +12,7 @@ Public API:
   `zero_gating_cost`, `scheme_cost`, `breakeven_density`, `storage_breakeven_density`
 - kernels/report: `semi_structured_verdict`, `report`, `render_table`, `to_dict`,
   `LayerSparsity`
-- GPU check: `picojoule.sparsity.gpu_check.measure_2to4` (import it explicitly)
+- GPU check: `measure_2to4`, `load_measurements`, `GpuMeasurement`
 """
 
 from picojoule.sparsity.costs import (
@@ -29,6 +29,7 @@ from picojoule.sparsity.costs import (
     storage_breakeven_density,
     zero_gating_cost,
 )
+from picojoule.sparsity.gpu_check import GpuMeasurement, load_measurements, measure_2to4
 from picojoule.sparsity.kernels import KernelVerdict, is_nm, semi_structured_verdict
 from picojoule.sparsity.layouts import Packed, Storage, pack, storage, storage_bytes, unpack
 from picojoule.sparsity.masks import (
@@ -69,6 +70,9 @@ __all__ = [
     "scheme_cost",
     "storage_breakeven_density",
     "zero_gating_cost",
+    "GpuMeasurement",
+    "load_measurements",
+    "measure_2to4",
     "KernelVerdict",
     "is_nm",
     "semi_structured_verdict",

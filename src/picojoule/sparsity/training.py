@@ -15,9 +15,8 @@ says (1:4 over 6 events: 3:4, 2:4, 2:4, 2:4, 2:4, 1:4).
 
 from __future__ import annotations
 
-import itertools
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 
 import torch
@@ -45,6 +44,17 @@ class FinetuneResult:
     last_loss: float
 
 
+def _endless(loader: Iterable[Batch]) -> Iterator[Batch]:
+    """Batches from `loader`, re-iterated every epoch (so a shuffling loader reshuffles)."""
+    while True:
+        empty = True
+        for batch in loader:
+            empty = False
+            yield batch
+        if empty:
+            raise ConfigError("the fine-tuning loader yielded no batches")
+
+
 def finetune(
     model: nn.Module,
     loader: Iterable[Batch],
@@ -55,7 +65,7 @@ def finetune(
 ) -> FinetuneResult:
     """Train `model` for `steps` Adam steps on `(input, target)` batches, masks held fixed.
 
-    The loader is cycled if it has fewer batches than `steps`. Restores the train/eval mode.
+    The loader is re-iterated as often as `steps` needs. Restores the train/eval mode.
     """
     if steps < 1 or lr <= 0:
         raise ConfigError(f"finetune needs steps >= 1 and lr > 0, got steps={steps}, lr={lr}")
@@ -67,7 +77,7 @@ def finetune(
     was_training = model.training
     model.train()
     losses: list[float] = []
-    batches = itertools.cycle(loader)
+    batches = _endless(loader)
     for _ in range(steps):
         x, y = next(batches)
         loss = loss_fn(model(x.to(device)), y.to(device))
