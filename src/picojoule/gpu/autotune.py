@@ -30,8 +30,13 @@ class KernelConfig:
     num_warps: int = 4
     num_stages: int = 3
     deq_asm: bool = True  # packed-PTX dequant (GPU); False: portable Triton ops (interpreter)
+    # "fused": dequantize in the GEMM's registers; "dequant+cublas": write the exact bf16 partial
+    # products once, then one cuBLAS GEMM (wins at large M, where the GEMM is compute bound)
+    path: str = "fused"
 
     def label(self) -> str:
+        if self.path != "fused":
+            return f"{self.path} (dequant tile {self.block_n}x{self.block_k})"
         sw = "swap" if self.swap_ab else "std"
         asm = "" if self.deq_asm else " portable"
         return (
@@ -59,37 +64,55 @@ def _c(bm: int, bn: int, bk: int, sk: int, swap: bool, w: int, s: int) -> Kernel
     )
 
 
+# Fused prefill measured 0.26x cuBLAS bf16 at 8192^3 on an H100; dequantize-then-cuBLAS leads.
+# block_n/block_k here tile the dequantization kernel.
+_DQ = KernelConfig(block_m=128, block_n=64, block_k=128, path="dequant+cublas")
+_DQ2 = KernelConfig(block_m=128, block_n=16, block_k=512, path="dequant+cublas")
+_DQ3 = KernelConfig(block_m=128, block_n=32, block_k=256, path="dequant+cublas")
+
 _CANDIDATES: dict[int, tuple[KernelConfig, ...]] = {
     # Decode: weights as the wgmma's left operand (swap) measured 3 instructions per weight in
     # the compiled loop against 5 for the standard orientation (SASS, sm_90).
+    # Measured on an H100 (first run): split-K 2 beat 1 in every format; the kernel is latency
+    # bound at ~8 warps per SM, so deeper splits with fewer stages raise the warps in flight.
     16: (
-        _c(16, 64, 256, 1, True, 4, 4),
-        _c(16, 64, 128, 1, True, 4, 4),
-        _c(16, 64, 256, 2, True, 4, 4),
-        _c(16, 128, 128, 1, True, 4, 4),
-        _c(16, 128, 128, 2, True, 4, 4),
-        _c(16, 64, 512, 1, True, 4, 3),
-        _c(16, 32, 256, 1, False, 4, 4),
         _c(16, 64, 128, 2, False, 4, 4),
+        _c(16, 64, 128, 4, False, 4, 3),
+        _c(16, 64, 128, 8, False, 4, 2),
+        _c(16, 32, 128, 8, False, 4, 3),
+        _c(16, 64, 256, 4, False, 4, 2),
+        _c(16, 128, 128, 4, True, 4, 3),
+        _c(16, 128, 128, 8, True, 4, 2),
+        _c(16, 64, 128, 8, True, 4, 2),
     ),
     64: (
-        _c(32, 64, 128, 1, True, 4, 4),
-        _c(64, 64, 128, 1, True, 4, 4),
-        _c(64, 128, 128, 1, True, 4, 3),
+        _c(32, 64, 128, 4, False, 4, 3),
         _c(32, 64, 128, 2, True, 4, 4),
+        _c(64, 64, 128, 4, False, 4, 3),
+        _c(64, 128, 128, 4, True, 4, 3),
+        _DQ,
     ),
+    # BLOCK_K >= 128 keeps each row's scale bytes >= 4 contiguous bytes, which the compiler
+    # pipelines with cp.async (narrower loads are waited on every iteration).
     256: (
+        _DQ,
+        _DQ2,
+        _DQ3,
+        _c(64, 128, 128, 2, True, 4, 3),
         _c(64, 128, 128, 1, True, 4, 3),
-        _c(128, 128, 64, 1, True, 8, 3),
-        _c(64, 128, 64, 1, False, 4, 4),
+        _c(128, 128, 128, 1, True, 8, 3),
+        _c(64, 128, 128, 1, False, 4, 4),
         _c(128, 64, 128, 1, True, 4, 3),
     ),
     4096: (
-        _c(128, 256, 64, 1, True, 8, 3),
-        _c(128, 128, 64, 1, True, 8, 4),
-        _c(128, 256, 64, 1, False, 8, 3),
-        _c(256, 128, 64, 1, True, 8, 3),
-        _c(128, 128, 64, 1, False, 8, 3),
+        _DQ,
+        _DQ2,
+        _DQ3,
+        _c(128, 256, 128, 1, False, 8, 3),
+        _c(128, 256, 128, 1, True, 8, 3),
+        _c(128, 128, 128, 1, True, 8, 4),
+        _c(256, 128, 128, 1, True, 8, 3),
+        _c(128, 128, 128, 1, False, 8, 4),
     ),
 }
 
@@ -98,9 +121,19 @@ def candidates(m: int, n: int, kp: int, *, fmt: str) -> list[KernelConfig]:
     """Configs of M's bucket that fit the shape (BLOCK_K divides Kp; split-K has work)."""
     out = []
     for c in _CANDIDATES[m_bucket(m)]:
-        bk = c.block_k
+        if c.path != "fused":
+            if fmt != "vsq8_v16_s4":  # W8's q * s_q is not exact in bf16: fused only
+                out.append(c)
+            continue
+        bk, bm, bn_cap, stages = c.block_k, c.block_m, c.block_n, c.num_stages
         if fmt == "vsq8_v16_s4":
-            bk = min(bk, 128)  # fp32 tiles: twice the registers and shared memory
+            # fp32 operand tiles (tf32 MMA): keep (BM + BN) * BK * 4 B within ~96 KB of smem
+            bk = min(bk, 128)
+            while (bm + bn_cap) * bk > 24576 and bm > 16:
+                bm //= 2
+            while (bm + bn_cap) * bk > 24576 and bn_cap > 32:
+                bn_cap //= 2
+            stages = min(stages, 3)
         while kp % bk:
             bk //= 2
         if bk < 32:
@@ -108,10 +141,9 @@ def candidates(m: int, n: int, kp: int, *, fmt: str) -> list[KernelConfig]:
         sk = c.split_k
         while sk > 1 and kp // bk < 2 * sk:
             sk //= 2
-        bn = min(c.block_n, max(16, 1 << (n - 1).bit_length()))
-        out.append(
-            KernelConfig(**{**asdict(c), "block_k": bk, "split_k": sk, "block_n": bn})
-        )
+        bn = min(bn_cap, max(16, 1 << (n - 1).bit_length()))
+        fields = {"block_k": bk, "split_k": sk, "block_n": bn, "block_m": bm, "num_stages": stages}
+        out.append(KernelConfig(**{**asdict(c), **fields}))
     return list(dict.fromkeys(out))
 
 

@@ -63,15 +63,19 @@ def kernel_table(rows: list[dict[str, Any]], title: str) -> Table:
 
 @app.command("gpu")
 def gpu(
-    out: Annotated[Path, typer.Option(help="Folder for gpu.json, gpu_kernels.json and plots")] = Path(
-        "picojoule-gpu"
-    ),
-    sizes: Annotated[str, typer.Option(help="GEMM sizes (square), comma separated")] = "2048,4096,8192",
+    out: Annotated[
+        Path, typer.Option(help="Folder for gpu.json, gpu_kernels.json and plots")
+    ] = Path("picojoule-gpu"),
+    sizes: Annotated[
+        str, typer.Option(help="GEMM sizes (square), comma separated")
+    ] = "2048,4096,8192",
     formats: Annotated[str, typer.Option(help="GEMM formats, comma separated; empty: all")] = "",
     stages: Annotated[str, typer.Option(help=f"Stages to run: {','.join(_STAGES)}")] = ",".join(
         _STAGES
     ),
-    energy_s: Annotated[float, typer.Option(help="Seconds of NVML energy reading per GEMM (0: off)")] = 0.5,
+    energy_s: Annotated[
+        float, typer.Option(help="Seconds of NVML energy reading per GEMM (0: off)")
+    ] = 0.5,
     compile_baseline: Annotated[bool, typer.Option(help="Time the torch.compile baseline")] = True,
 ) -> None:
     """Benchmark this GPU: GEMM formats, bandwidth, pJ/op, SOL%, and the packed kernels."""

@@ -43,10 +43,14 @@ class E2EResult:
 
 def _linear_mb(model: torch.nn.Module) -> float:
     """Megabytes of all nn.Linear weights (bf16)."""
-    return sum(m.weight.numel() * 2 for m in model.modules() if isinstance(m, torch.nn.Linear)) / 1e6
+    return (
+        sum(m.weight.numel() * 2 for m in model.modules() if isinstance(m, torch.nn.Linear)) / 1e6
+    )
 
 
-def minilm_throughput(fmt: str = "vsq4_v16_s4", *, batch: int = 32, seq_len: int = 128) -> E2EResult:
+def minilm_throughput(
+    fmt: str = "vsq4_v16_s4", *, batch: int = 32, seq_len: int = 128
+) -> E2EResult:
     from picojoule.models.minilm import build_from_config
     from picojoule.quant import quantize_
 

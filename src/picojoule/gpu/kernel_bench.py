@@ -180,7 +180,7 @@ def _packed_row(case: str, p: Problem, fmt: str, a8: bool, copy_tbs: float | Non
     else:
         fn = lambda: packed_matmul(p.x, w)  # noqa: E731
         ref = lambda: reference_matmul(p.x, w)  # noqa: E731
-    method = f"{fmt} {'W4A8' if a8 else 'W%dA16' % w.element_bits} triton"
+    method = f"{fmt} {'W4A8' if a8 else f'W{w.element_bits}A16'} triton"
     try:
         fn()  # tunes on first call
     except Exception as e:  # recorded in the row: a kernel that cannot run is a result too
@@ -254,8 +254,7 @@ def tuning_trials() -> dict[str, list[dict]]:
     """Every config timed by the tuner in this process (for the JSON record)."""
     return {
         key: [
-            {"config": t.config.label(), "time_s": t.time_s, "error": t.error[:200]}
-            for t in trials
+            {"config": t.config.label(), "time_s": t.time_s, "error": t.error[:200]} for t in trials
         ]
         for key, trials in last_trials.items()
     }

@@ -113,6 +113,9 @@ def launch(
     """One kernel launch with an explicit config; x2 is [M, K] contiguous."""
     from picojoule.gpu.triton_gemm import FMT_CODES, packed_gemm_kernel
 
+    if cfg.path == "dequant+cublas":
+        return _dequant_then_cublas(x2, w, bias, x_scale, cfg)
+
     m, k = x2.shape
     n, kp = w.out_features, w.padded_in_features
     act_fp8 = x_scale is not None
@@ -159,6 +162,73 @@ def launch(
     return out.to(torch.bfloat16) if cfg.split_k > 1 else out
 
 
+def dequant_partial(
+    w: PackedWeight, *, deq_asm: bool = True, block_n: int = 64, block_k: int = 128
+) -> torch.Tensor:
+    """bf16 [N, Kp] exact partial products of a 4-bit packed weight (Triton kernel)."""
+    from picojoule.gpu.triton_gemm import FMT_CODES, dequant_kernel
+
+    n, kp = w.out_features, w.padded_in_features
+    out = torch.empty((n, kp), dtype=torch.bfloat16, device=w.qweight.device)
+    bk = block_k
+    while kp % bk:
+        bk //= 2
+    dequant_kernel[(triton_cdiv(n, block_n), kp // bk)](
+        w.qweight,
+        w.scales,
+        out,
+        n,
+        w.qweight.stride(0),
+        w.scales.stride(0),
+        out.stride(0),
+        FMT=FMT_CODES[w.fmt],
+        DEQ_ASM=deq_asm and not interpret_mode(),
+        BLOCK_N=block_n,
+        BLOCK_K=bk,
+        num_warps=4,
+    )
+    return out
+
+
+_MM_OUT_DTYPE: list[bool] = [True]  # torch.mm(..., out_dtype=fp32) works here (until it fails)
+
+
+def _mm_fp32_out(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """bf16 x bf16 -> fp32 GEMM. torch.mm's out_dtype keeps cuBLAS's fp32 result; a torch
+    without it rounds to bf16 first (one extra rounding, 2^-9 relative, then documented)."""
+    if _MM_OUT_DTYPE[0]:
+        try:
+            return torch.mm(a, b, out_dtype=torch.float32)
+        except (TypeError, RuntimeError):
+            _MM_OUT_DTYPE[0] = False
+    return torch.mm(a, b).float()
+
+
+def _dequant_then_cublas(
+    x2: torch.Tensor,
+    w: PackedWeight,
+    bias: torch.Tensor | None,
+    x_scale: torch.Tensor | None,
+    cfg: KernelConfig,
+) -> torch.Tensor:
+    """Large-M path: exact bf16 partial products, one cuBLAS bf16 GEMM with fp32 output
+    (fp32 accumulation, as in the fused kernel), then the fp32 scales, bias, bf16 cast."""
+    wd = dequant_partial(w, deq_asm=cfg.deq_asm, block_n=cfg.block_n, block_k=cfg.block_k)
+    xb = x2.to(torch.bfloat16)  # E4M3 -> bf16 is exact
+    if x2.shape[1] != wd.shape[1]:
+        xb = torch.nn.functional.pad(xb, (0, wd.shape[1] - x2.shape[1]))
+    y = _mm_fp32_out(xb, wd.T)
+    if w.gamma is not None:
+        y.mul_(w.gamma)
+    if w.tensor_scale is not None:
+        y.mul_(w.tensor_scale)
+    if x_scale is not None:
+        y.mul_(x_scale[:, None])
+    if bias is not None:
+        y.add_(bias)
+    return y.to(torch.bfloat16)
+
+
 def triton_cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
@@ -192,7 +262,9 @@ def packed_matmul(
     if m == 0:
         return torch.empty((*lead, w.out_features), dtype=torch.bfloat16, device=x.device)
     cfg = config or _config_for(x2, w, bias, x_scale)
-    if w.padded_in_features % cfg.block_k or cfg.block_k % 32:
+    if cfg.path == "dequant+cublas" and w.fmt == "vsq8_v16_s4":
+        raise ShapeError("the dequant+cublas path serves 4-bit formats (W8 q*s_q is not bf16)")
+    if cfg.path == "fused" and (w.padded_in_features % cfg.block_k or cfg.block_k % 32):
         raise ShapeError(
             f"block_k={cfg.block_k} must be a multiple of 32 dividing the packed K="
             f"{w.padded_in_features}"
@@ -223,7 +295,7 @@ def _config_for(
     from picojoule.gpu.timing import time_cuda
 
     best, trials = tune(
-        lambda cfg: (lambda: launch(x2, w, cfg, bias, x_scale)),
+        lambda cfg: lambda: launch(x2, w, cfg, bias, x_scale),
         cands,
         lambda fn: time_cuda(fn, reps=15, warmup=2, cuda_graph=True).median_s,
     )

@@ -276,14 +276,15 @@ def dequant(p: PackedWeight) -> torch.Tensor:
         q = _unsplit_order(unpack_int4(p.qweight)).to(torch.float32) - 8.0
     else:
         q = _e2m1_value(_unsplit_order(unpack_int4(p.qweight)))
+    sc = p.scales
     if p.fmt in ("vsq4_v16_s4", "vsq8_v16_s4"):
         assert p.gamma is not None
-        s_q = _expand(unpack_int4(p.scales).to(torch.float32), 16)
+        s_q = _expand(unpack_int4(sc).to(torch.float32), 16)
         w = (q * s_q) * p.gamma[:, None]
     elif p.fmt == "nvfp4":
         assert p.tensor_scale is not None
-        w = (q * _expand(_e4m3_value(p.scales), 16)) * p.tensor_scale
+        w = (q * _expand(_e4m3_value(sc), 16)) * p.tensor_scale
     else:
-        e = p.scales.to(torch.int64) - 127
+        e = sc.to(torch.int64) - 127
         w = q * _expand(((e + 1023) << 52).view(torch.float64).to(torch.float32), 32)
     return w[:, : p.in_features]

@@ -37,30 +37,34 @@ FMT_CODES = {"vsq4_v16_s4": 0, "vsq8_v16_s4": 1, "nvfp4": 2, "mxfp4": 3}
 
 
 @triton.jit
-def _scale_bytes(sc_ptr, rn, t, stride_sn, FMT: tl.constexpr, BLOCK_K: tl.constexpr):
-    """Raw scale bytes [BLOCK_N, NV] of K tile t (one per 16-vector; MX and VS-Quant bytes
-    serve two vectors, so each is read twice - from L1)."""
-    v = tl.arange(0, BLOCK_K // 16)
+def _vector_scales(sc_ptr, rn, t, stride_sn, FMT: tl.constexpr, BLOCK_K: tl.constexpr):
+    """Per-16-vector scale factors [BLOCK_N, BLOCK_K/16] (fp32) of K tile t.
+
+    Each row's scale bytes for the tile are one contiguous run, read in one load. (Reading
+    them as 32-bit words instead lets Triton 3.6 put them in its cp.async pipeline, but the
+    word unpacking cost more than it saved: 76 us against 56 us for the 16 x 8192 x 8192
+    W4A16 decode on an H100, measured; docs/gpu.md.)"""
     if FMT == 2:  # nvfp4: one E4M3 byte per 16-vector
-        col = t * (BLOCK_K // 16) + v
-    else:  # mxfp4: one E8M0 byte per 32-block; VS-Quant: two 4-bit s_q per byte
-        col = t * (BLOCK_K // 32) + v // 2
-    return tl.load(sc_ptr + rn[:, None] * stride_sn + col[None, :])
-
-
-@triton.jit
-def _vector_scales(b, FMT: tl.constexpr, NV: tl.constexpr):
-    """Scale bytes [BLOCK_N, NV] -> per-16-vector scale factors (fp32)."""
-    v = tl.arange(0, NV)
-    if FMT == 2:
-        s = b.to(tl.float8e4nv, bitcast=True).to(tl.float32)
-    elif FMT == 3:
+        j = tl.arange(0, BLOCK_K // 16)
+        b = tl.load(sc_ptr + rn[:, None] * stride_sn + (t * (BLOCK_K // 16) + j)[None, :])
+        return b.to(tl.float8e4nv, bitcast=True).to(tl.float32)
+    if BLOCK_K == 32:  # one scale byte per tile: gather it for both vectors
+        v = tl.arange(0, 2)
+        b = tl.load(sc_ptr + rn[:, None] * stride_sn + (t + 0 * v)[None, :])
+        if FMT == 3:
+            e = b.to(tl.int32)
+            return tl.where(e == 0, 0x00400000, e << 23).to(tl.float32, bitcast=True)
+        return ((b >> (v * 4).to(tl.uint8)[None, :]) & 15).to(tl.float32)
+    j = tl.arange(0, BLOCK_K // 32)
+    b = tl.load(sc_ptr + rn[:, None] * stride_sn + (t * (BLOCK_K // 32) + j)[None, :])
+    if FMT == 3:  # mxfp4: one E8M0 byte per 32-block, i.e. per two vectors
         e = b.to(tl.int32)
         # 2^(e - 127) from the fp32 bit pattern; e == 0 is 2^-127, an fp32 subnormal
         s = tl.where(e == 0, 0x00400000, e << 23).to(tl.float32, bitcast=True)
-    else:  # even vector in the low nibble
-        s = ((b >> ((v % 2) * 4).to(tl.uint8)[None, :]) & 15).to(tl.float32)
-    return s
+        pair = tl.join(s, s)
+    else:  # VS-Quant: s_q of vector 2j in the low nibble of byte j, 2j+1 in the high
+        pair = tl.join((b & 15).to(tl.float32), (b >> 4).to(tl.float32))
+    return tl.reshape(pair, (b.shape[0], BLOCK_K // 16))
 
 
 @triton.jit
@@ -242,26 +246,21 @@ def packed_gemm_kernel(
     else:
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
 
-    # Scale bytes are prefetched two K tiles ahead in registers: they are too small for the
-    # compiler's cp.async pipeline, and a load waited on in the same iteration stalls every
-    # iteration for a full memory latency (measured: 4x slower decode on an H100).
-    last = k_tiles - 1
-    sb_a = _scale_bytes(sc_ptr, rn, tl.minimum(t_lo, last), stride_sn, FMT, BLOCK_K)
-    sb_b = _scale_bytes(sc_ptr, rn, tl.minimum(t_lo + 1, last), stride_sn, FMT, BLOCK_K)
     for t in range(t_lo, t_hi):
         k0 = t * BLOCK_K
-        sb_c = _scale_bytes(sc_ptr, rn, tl.minimum(t + 2, last), stride_sn, FMT, BLOCK_K)
-        s3 = _vector_scales(sb_a, FMT, NV)[:, :, None]
-        sb_a = sb_b
-        sb_b = sb_c
+        s3 = _vector_scales(sc_ptr, rn, t, stride_sn, FMT, BLOCK_K)[:, :, None]
         if FMT == 1:
             # W8: natural order, one [BN, NV, 16] tile, tf32 MMA on exact (q * s_q)
-            wq = tl.load(qw_ptr + rn[:, None, None] * stride_qn + (k0 + 16 * v)[None, :, None]
-                         + i16[None, None, :])
+            wq = tl.load(
+                qw_ptr
+                + rn[:, None, None] * stride_qn
+                + (k0 + 16 * v)[None, :, None]
+                + i16[None, None, :]
+            )
             w = tl.reshape(wq.to(tl.float32) * s3, (BLOCK_N, BLOCK_K))
             kk = k0 + 16 * v[None, :, None] + i16[None, None, :]
             xp = x_ptr + rm[:, None, None] * stride_xm + kk
-            if EVEN_K:
+            if EVEN_K:  # noqa: SIM108 - constexpr branch: the unmasked load compiles alone
                 xt = tl.load(xp)
             else:
                 xt = tl.load(xp, mask=kk < K, other=0.0)
@@ -271,8 +270,12 @@ def packed_gemm_kernel(
             else:
                 acc = tl.dot(xt, tl.trans(w), acc, input_precision="tf32")
         else:
-            wb = tl.load(qw_ptr + rn[:, None, None] * stride_qn + (k0 // 2 + 8 * v)[None, :, None]
-                         + i8[None, None, :])
+            wb = tl.load(
+                qw_ptr
+                + rn[:, None, None] * stride_qn
+                + (k0 // 2 + 8 * v)[None, :, None]
+                + i8[None, None, :]
+            )
             if FMT == 0 and DEQ_ASM:
                 w_lo, w_hi = _vsq4_asm(wb, s3)
             elif FMT == 0:
@@ -320,3 +323,47 @@ def packed_gemm_kernel(
         tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=mask)
     else:
         tl.atomic_add(out, acc, mask=mask, sem="relaxed")
+
+
+@triton.jit
+def dequant_kernel(
+    qw_ptr,
+    sc_ptr,
+    out_ptr,
+    N,
+    stride_qn,
+    stride_sn,
+    stride_on,
+    FMT: tl.constexpr,
+    DEQ_ASM: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
+    """bf16 [N, Kp] of the exact partial products: q * s_q (VS-Quant W4), q * blk (NVFP4),
+    q * 2^e (MXFP4); the fp32 second-level scale stays out, for the GEMM's epilogue."""
+    NV: tl.constexpr = BLOCK_K // 16
+    t = tl.program_id(1)
+    rn = (tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)) % N
+    v = tl.arange(0, NV)
+    i8 = tl.arange(0, 8)
+    k0 = t * BLOCK_K
+    s3 = _vector_scales(sc_ptr, rn, t, stride_sn, FMT, BLOCK_K)[:, :, None]
+    wb = tl.load(
+        qw_ptr
+        + rn[:, None, None] * stride_qn
+        + (k0 // 2 + 8 * v)[None, :, None]
+        + i8[None, None, :]
+    )
+    if FMT == 0 and DEQ_ASM:
+        w_lo, w_hi = _vsq4_asm(wb, s3)
+    elif FMT == 0:
+        w_lo = _vsq4_half(wb & 15, s3)
+        w_hi = _vsq4_half(wb >> 4, s3)
+    elif DEQ_ASM:
+        w_lo, w_hi = _fp4_asm(wb, s3)
+    else:
+        w_lo = _fp4_half(wb & 15, s3)
+        w_hi = _fp4_half(wb >> 4, s3)
+    o = out_ptr + rn[:, None, None] * stride_on + (k0 + 16 * v)[None, :, None] + i8[None, None, :]
+    tl.store(o, w_lo)
+    tl.store(o + 8, w_hi)
