@@ -32,7 +32,7 @@ from picojoule.sparsity.costs import (
     scheme_cost,
 )
 from picojoule.sparsity.gpu_check import load_measurements, measure_2to4, render_gpu_table
-from picojoule.sparsity.layouts import storage
+from picojoule.sparsity.layouts import Storage, storage
 from picojoule.sparsity.masks import nm_mask, unstructured_mask
 from picojoule.sparsity.permute_model import permute_channels_
 from picojoule.sparsity.report import render_table, report, to_dict
@@ -121,7 +121,7 @@ def layouts(
     console.print(table)
 
 
-def _bytes(s) -> tuple[str, str, str, str]:
+def _bytes(s: Storage) -> tuple[str, str, str, str]:
     return (str(s.values_bytes), str(s.metadata_bytes), str(s.total_bytes), f"{s.ratio:.4f}")
 
 

@@ -48,6 +48,8 @@ __all__ = [
     "load_measurements",
 ]
 
+# (dense call, 2:4 call, results agree, what was checked)
+_Runner = tuple[Callable[[], torch.Tensor], Callable[[], torch.Tensor], bool, str]
 # Bound on output memory held by one captured graph (bytes).
 _GRAPH_BYTES = 4 * 1024**3
 _TORCH_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "int8": torch.int8}
@@ -129,7 +131,9 @@ def _time_graph(fn: Callable[[], torch.Tensor], calls: int, repeats: int) -> flo
     return _median_ms(graph.replay, calls, repeats)
 
 
-def _operands(m: int, k: int, n: int, dtype: torch.dtype, gen: torch.Generator):
+def _operands(
+    m: int, k: int, n: int, dtype: torch.dtype, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     dev = torch.device("cuda")
     if dtype == torch.int8:
         w = torch.randint(-8, 8, (m, k), generator=gen, device=dev, dtype=torch.int8)
@@ -143,7 +147,7 @@ def _operands(m: int, k: int, n: int, dtype: torch.dtype, gen: torch.Generator):
     return w.contiguous(), x_rows.contiguous().t()
 
 
-def _run_float(w: torch.Tensor, x: torch.Tensor, sw: torch.Tensor):
+def _run_float(w: torch.Tensor, x: torch.Tensor, sw: torch.Tensor) -> _Runner:
     dense = lambda: torch.mm(w, x)  # noqa: E731 - a closure to time
     sparse = lambda: torch.mm(sw, x)  # noqa: E731
     ref = dense().float()
@@ -152,7 +156,7 @@ def _run_float(w: torch.Tensor, x: torch.Tensor, sw: torch.Tensor):
     return dense, sparse, err <= tol, f"relative error {err:.1e}"
 
 
-def _run_int8(w: torch.Tensor, x: torch.Tensor, sw: torch.Tensor):
+def _run_int8(w: torch.Tensor, x: torch.Tensor, sw: torch.Tensor) -> _Runner:
     # Dense int8 GEMM in torch is `_int_mm` (int32 out). cuSPARSELt's int8 mm returns int8;
     # we check it against the int32 result saturated to int8, and time both as they are.
     dense = lambda: torch._int_mm(w, x)  # noqa: E731
@@ -162,7 +166,9 @@ def _run_int8(w: torch.Tensor, x: torch.Tensor, sw: torch.Tensor):
     return dense, sparse, ok, "int8 out vs saturated int32" + ("" if ok else " MISMATCH")
 
 
-def _measure_one(label: str, m: int, k: int, n: int, dtype: str, cfg: dict[str, int], seed: int):
+def _measure_one(
+    label: str, m: int, k: int, n: int, dtype: str, cfg: dict[str, int], seed: int
+) -> GpuMeasurement:
     name = canonical_dtype(dtype)
     verdict = semi_structured_verdict("linear", (m, k), name, "2:4")
     base = {"label": label, "m": m, "k": k, "n": n, "dtype": name}

@@ -13,7 +13,7 @@ measured for that layer's shape. A layer that was not sparsified says why ("skip
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -76,7 +76,7 @@ def layer_gemms(model: nn.Module, example_input: torch.Tensor) -> dict[str, Gemm
     found: dict[str, Gemm] = {}
     hooks = []
 
-    def hook_for(name: str):
+    def hook_for(name: str) -> Callable[[nn.Module, object, torch.Tensor], None]:
         def hook(module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
             m = module.weight.shape[0]
             found[name] = Gemm(m=m, k=module.weight[0].numel(), n=output.numel() // m)
