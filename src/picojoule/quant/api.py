@@ -138,6 +138,22 @@ def _format_of(module: nn.Module) -> Format | None:
     return None
 
 
+@torch.no_grad()
+def _before_and_after_quant(m: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """The weight entering the quantizer (after any sparsity mask) and the quantized weight,
+    so the error is the quantizer's alone."""
+    if not parametrize.is_parametrized(m, "weight"):
+        return m.weight.detach(), m.weight.detach()
+    plist = m.parametrizations["weight"]  # type: ignore[index]
+    x = plist.original.detach()
+    before = x
+    for t in plist:
+        if isinstance(t, WeightFakeQuant | CodebookWeight):
+            before = x
+        x = t(x)
+    return before, x
+
+
 def _kind(m: nn.Module) -> str:
     """Layer class name, seeing through parametrize's generated subclass."""
     cls = type(m)
@@ -151,12 +167,7 @@ def report(model: nn.Module) -> list[LayerQuant]:
         if not isinstance(m, SUPPORTED):
             continue
         fmt = _format_of(m)
-        if parametrize.is_parametrized(m, "weight"):
-            w = m.parametrizations["weight"].original.detach()  # type: ignore[index]
-        else:
-            w = m.weight.detach()
-        with torch.no_grad():
-            q = m.weight.detach()
+        w, q = _before_and_after_quant(m)
         err = (q.float() - w.float()).flatten()
         rms_w = float(w.float().pow(2).mean().sqrt()) or 1.0
         aq = getattr(m, "input_quantizer", None)

@@ -100,7 +100,8 @@ class CodebookWeight(nn.Module):
         self.register_buffer("index", assign_index(w, self.centroids.detach()))
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
-        return self.centroids[self.index].to(w.dtype)
+        # A weight a sparsity mask (applied before this) zeroed stays zero: prune, then share.
+        return torch.where(w == 0, 0.0, self.centroids[self.index].to(w.dtype))
 
     def extra_repr(self) -> str:
         return f"{self.fmt.name}"
