@@ -112,7 +112,14 @@ def _mount(argv: list[str]) -> None:
     wanted = [argv[1]] if len(argv) > 1 and argv[1] in SUBAPPS else list(SUBAPPS)
     for name in wanted:
         module, help_text = SUBAPPS[name]
-        app.add_typer(importlib.import_module(module).app, name=name, help=help_text)
+        sub = importlib.import_module(module)
+        if name == "bench":  # one command today: mount it as `bench gpu`, not collapsed
+            bench = typer.Typer(help=help_text, no_args_is_help=True)
+            bench.command("gpu")(sub.gpu)
+            bench.callback()(lambda: None)
+            app.add_typer(bench, name=name, help=help_text)
+        else:
+            app.add_typer(sub.app, name=name, help=help_text)
 
 
 def main() -> None:

@@ -55,7 +55,7 @@ def require_cuda(min_cc: tuple[int, int] | None = None, *, what: str = "this") -
         raise GpuUnavailableError(
             f"{what} needs an NVIDIA GPU with CUDA, and torch sees none "
             f"(torch {torch.__version__}); run it on a machine with one, or use the CPU "
-            "emulation (`picojoule quant`)"
+            "emulation (`picojoule study`, `picojoule.quant`)"
         )
     dev = torch.device("cuda", torch.cuda.current_device())
     cc = torch.cuda.get_device_capability(dev)
