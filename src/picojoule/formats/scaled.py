@@ -232,7 +232,8 @@ class ScaledFormat:
             d = m1 = torch.where(s == 0, 1.0, s)
             m2 = None
         elif self.kind == "nvfp4":
-            m_t = _amax(x) if amax is None else torch.as_tensor(amax, dtype=torch.float32)
+            # the tensor amax is the max of the block amaxes: no second pass over x
+            m_t = m.amax() if amax is None else torch.as_tensor(amax, dtype=torch.float32)
             s_t = m_t / (6.0 * 448.0)
             s_t = torch.where(s_t == 0, 1.0, s_t).to(torch.float32)
             blk = _E4M3.quantize(m / (6.0 * s_t))
