@@ -19,7 +19,6 @@ search including the exhaustive one:
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -158,8 +157,8 @@ class MapSpace:
         )
 
     def count_factorings(self) -> int:
-        """Factor tables before the axis-size check (the exhaustive search's raw size)."""
-        return math.prod(len(o) for o in self._per_dim())
+        """Factor tables whose fanout axes fit (the exhaustive search's size before orders)."""
+        return len(self._fitting()[0])
 
     def _per_dim(self) -> list[np.ndarray]:
         """For each loop, every way to spread its prime factors over its allowed slots."""
@@ -177,15 +176,30 @@ class MapSpace:
             per_dim.append(np.array(options))
         return per_dim
 
+    def _fitting(self) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Index of each loop's option in every combination whose axes fit: `[M, D]`, built
+        loop by loop and pruned as soon as a partial product overflows an axis."""
+        per_dim = self._per_dim()
+        sized = np.flatnonzero(self.slot_size > 0)
+        combos = np.zeros((1, 0), dtype=np.int64)
+        prods = np.ones((1, len(sized)), dtype=np.int64)
+        for options in per_dim:
+            n = len(options)
+            new_prods = (prods[:, None, :] * options[None, :, sized]).reshape(-1, len(sized))
+            new_combos = np.concatenate(
+                [np.repeat(combos, n, axis=0), np.tile(np.arange(n), len(combos))[:, None]],
+                axis=1,
+            )
+            keep = (new_prods <= self.slot_size[sized]).all(axis=1)
+            combos, prods = new_combos[keep], new_prods[keep]
+        return combos, per_dim
+
     def factor_chunks(self, chunk: int) -> Iterator[np.ndarray]:
         """Every factor table `[M, S, D]` whose axes fit, in chunks of at most `chunk`."""
-        per_dim = self._per_dim()
-        shape = tuple(len(o) for o in per_dim)
-        total = math.prod(shape)
-        for start in range(0, total, chunk):
-            idx = np.unravel_index(np.arange(start, min(start + chunk, total)), shape)
-            out = np.stack([per_dim[i][idx[i]] for i in range(len(DIMS))], axis=2)
-            yield out[self.spatial_ok(out)]
+        combos, per_dim = self._fitting()
+        for start in range(0, len(combos), chunk):
+            part = combos[start : start + chunk]
+            yield np.stack([per_dim[i][part[:, i]] for i in range(len(DIMS))], axis=2)
 
     def order_combos(self) -> np.ndarray:
         return np.array(list(itertools.product(*self.order_choices)), dtype=np.int64)
