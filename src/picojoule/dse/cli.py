@@ -12,6 +12,7 @@ re-renders those from the database alone - nothing is re-evaluated.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -34,7 +35,7 @@ app = typer.Typer(
     help="Design-space exploration: sweep accelerator parameters, keep the Pareto front.",
     no_args_is_help=True,
 )
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 130)  # as picojoule.cli
 
 
 def _split_table(report: RunReport) -> Table | None:
@@ -65,14 +66,19 @@ def _render(db_path: Path, run_name: str | None, out: Path, limit: int) -> RunRe
     if report.chosen is not None and report.chosen.metrics is not None:
         design = ", ".join(f"{k}={v}" for k, v in sorted(report.chosen.design.items()))
         console.print(f"[bold]chosen[/bold] {design}")
-    if report.most_efficient is not None and report.most_efficient.metrics is not None:
-        m = report.most_efficient.metrics
-        console.print(
-            f"[bold]most efficient[/bold] {m['tops_per_w']:.3g} TOPS/W "
-            f"({m['onchip_tops_per_w']:.3g} on chip, DRAM excluded), "
-            f"{100 * m['math_energy_fraction']:.0f}% of energy in math "
-            f"({100 * m['onchip_math_energy_fraction']:.0f}% on chip), {m['area_mm2']:.3g} mm^2"
-        )
+    for label, point in (
+        ("most efficient", report.most_efficient),
+        ("most efficient on chip", report.most_efficient_onchip),
+    ):
+        if point is not None and point.metrics is not None:
+            m = point.metrics
+            console.print(
+                f"[bold]{label}[/bold] {m['tops_per_w']:.3g} TOPS/W "
+                f"({m['onchip_tops_per_w']:.3g} on chip, DRAM excluded), "
+                f"{100 * m['math_energy_fraction']:.0f}% of energy in math "
+                f"({100 * m['onchip_math_energy_fraction']:.0f}% on chip), "
+                f"{m['area_mm2']:.3g} mm^2"
+            )
     console.print("wrote " + ", ".join(str(p) for p in written))
     return report
 

@@ -43,6 +43,7 @@ class RunReport:
     front: tuple[Point, ...]  # feasible Pareto front, by the first objective
     chosen: Point | None  # knee of the front
     most_efficient: Point | None  # highest TOPS/W among feasible points
+    most_efficient_onchip: Point | None  # highest TOPS/W with DRAM left out
 
     def as_dict(self) -> dict[str, Any]:
         def pt(p: Point | None) -> dict[str, Any] | None:
@@ -61,6 +62,7 @@ class RunReport:
             "feasible": self.feasible,
             "chosen": pt(self.chosen),
             "most_efficient": pt(self.most_efficient),
+            "most_efficient_onchip": pt(self.most_efficient_onchip),
             "front": [pt(p) for p in self.front],
         }
 
@@ -74,12 +76,13 @@ def build_report(run: RunInfo, points: Sequence[Point]) -> RunReport:
     objectives = tuple(run.space.get("objectives") or OBJECTIVES)
     ok = feasible(points, _constraints(run))
     front: tuple[Point, ...] = ()
-    chosen = best = None
+    chosen = best = best_chip = None
     if ok:
         values = np.array([[p.metrics[OBJECTIVES[o]] for o in objectives] for p in ok])  # type: ignore[index]
         front = tuple(ok[i] for i in pareto_indices(values))
         chosen = ok[knee_index(values)]
         best = max(ok, key=lambda p: p.metrics["tops_per_w"])  # type: ignore[index]
+        best_chip = max(ok, key=lambda p: p.metrics["onchip_tops_per_w"])  # type: ignore[index]
     evaluated = sum(1 for p in points if p.metrics is not None)
     return RunReport(
         run=run,
@@ -91,6 +94,7 @@ def build_report(run: RunInfo, points: Sequence[Point]) -> RunReport:
         front=front,
         chosen=chosen,
         most_efficient=best,
+        most_efficient_onchip=best_chip,
     )
 
 
@@ -109,12 +113,15 @@ _COLUMNS = (
 )
 
 
-def _swept(report: RunReport) -> list[str]:
-    """Design parameters that differ between front points (the interesting columns)."""
+def _swept(report: RunReport, limit: int | None = None) -> list[str]:
+    """Design parameters that differ between front points, most varied first (the
+    interesting columns); at most `limit` of them."""
     if not report.front:
         return []
     names = sorted(report.front[0].design)
-    return [n for n in names if len({str(p.design[n]) for p in report.front}) > 1] or names[:3]
+    spread = {n: len({str(p.design[n]) for p in report.front}) for n in names}
+    varied = sorted((n for n in names if spread[n] > 1), key=lambda n: -spread[n])
+    return (varied or names)[:limit]
 
 
 def front_table(report: RunReport, limit: int = 20) -> Table:
@@ -123,9 +130,9 @@ def front_table(report: RunReport, limit: int = 20) -> Table:
         f"{report.points} points)"
     )
     table = Table(title=title)
-    params = _swept(report)
+    params = _swept(report, limit=4)  # the terminal shows the most varied; JSON has all
     for name in params:
-        table.add_column(name)
+        table.add_column(name, overflow="fold")
     for head, *_ in _COLUMNS:
         table.add_column(head, justify="right")
     for p in report.front[:limit]:
