@@ -74,20 +74,13 @@ def footprint(op: int, ext: np.ndarray, strides: tuple[int, int]) -> np.ndarray:
     return ext[..., _N] * ext[..., _G] * ext[..., _C] * h * w
 
 
-def _events(seq: np.ndarray, seq_dims: np.ndarray, op: int, end: int) -> np.ndarray:
-    """Fill events of a child whose loops above are `seq[:, :end]` (outermost first).
-
-    The product of the trip counts down to the innermost loop that indexes the operand; the
-    loops inside it do not change the tile.
-    """
-    if end == 0:
-        return np.ones(seq.shape[0], dtype=np.int64)
-    head = seq[:, :end]
-    flag = _REL[op][seq_dims[:, :end]] & (head > 1)
-    idx = np.where(flag, np.arange(end), -1).max(axis=1)
-    prefix = np.cumprod(head, axis=1)
-    got = np.take_along_axis(prefix, np.maximum(idx, 0)[:, None], axis=1)[:, 0]
-    return np.where(idx >= 0, got, 1)
+def _last_indexing(seq: np.ndarray, seq_dims: np.ndarray, op: int) -> np.ndarray:
+    """`[B, M]`: position of the innermost non-unit loop indexing `op` at or before each
+    position of the nest (-1 if none). Fill events of a child whose loops above end at
+    position e are the trip-count product down to that loop: the loops inside it do not
+    change the tile."""
+    flag = _REL[op][seq_dims] & (seq > 1)
+    return np.maximum.accumulate(np.where(flag, np.arange(seq.shape[1]), -1), axis=1)
 
 
 def _window_is_box(T: np.ndarray, Sp: np.ndarray, p: int, c: int) -> np.ndarray:
@@ -131,7 +124,12 @@ def evaluate_batch(
     # Temporal loops in nest order, outermost first: level 0's loops, then level 1's...
     seq_dims = order.reshape(B, L * D)
     seq = np.take_along_axis(T, order, axis=2).reshape(B, L * D)
-    total_t = seq.prod(axis=1)
+    prefix = np.concatenate([np.ones((B, 1), dtype=np.int64), np.cumprod(seq, axis=1)], axis=1)
+    total_t = prefix[:, -1]
+    rows = np.arange(B)
+    # sp_suffix[:, l] = product of the fanout factors at levels >= l (sp_suffix[:, L] = 1).
+    sp_suffix = np.ones((B, L + 1, D), dtype=np.int64)
+    sp_suffix[:, :L] = np.cumprod(Sp[:, ::-1], axis=1)[:, ::-1]
     out_total = layer.output_elems
     # Spatial factors of loops that do not index outputs: each replicates partial sums.
     red = np.where(_REL[_O][None, None, :], 1, Sp).prod(axis=2)
@@ -145,23 +143,24 @@ def evaluate_batch(
     deliv = np.zeros((B, L, 3), dtype=np.int64)
     for o, op in enumerate(OPERANDS):
         holders = arch.holders(op)
+        last = _last_indexing(seq, seq_dims, o) if len(holders) > 1 else None
         for j, p in enumerate(holders):
             c = holders[j + 1] if j + 1 < len(holders) else L  # L = the MAC lanes
             if c < L:
-                ev = _events(seq, seq_dims, o, c * D)
+                ev = prefix[rows, last[:, c * D - 1] + 1]
                 tile = footprint(o, ext[:, c], strides)
             else:
                 ev, tile = total_t, np.ones(B, dtype=np.int64)
-            # Union over the children of one parent: child extents times fanouts p..c-1.
-            between = np.cumprod(Sp[:, p:c][:, ::-1], axis=1)[:, ::-1]  # [B, c-p, D]
-            union = footprint(o, ext[:, c] * between[:, 0], strides) if c > p else tile
+            # Union over the children of one parent: child extents times fanouts p..c-1
+            # (fanout factors of levels [a, c) are sp_suffix[a] // sp_suffix[c]).
+            child = ext[:, c] // sp_suffix[:, c]
+            union = footprint(o, child * sp_suffix[:, p], strides) if c > p else tile
             moved = ev * union * inst[:, p]
             # Elements crossing each fanout f in [p, c): per port under f.
             for f in range(p, c):
                 if not has_fanout[f]:
                     continue
-                below = between[:, f - p + 1] if f + 1 < c else 1
-                port = footprint(o, ext[:, c] * below, strides) if f + 1 < c else tile
+                port = footprint(o, child * sp_suffix[:, f + 1], strides) if f + 1 < c else tile
                 deliv[:, f, o] += ev * port * inst[:, f + 1]
             if op == "inputs":
                 window_ok &= _window_is_box(T, Sp, p, c)
