@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -33,10 +33,43 @@ NanEncoding = Literal["ieee", "all_ones", "neg_zero", "none"]
 Rounding = Literal["nearest_even", "stochastic", "toward_zero"]
 
 
+class _ElementOps:
+    """What every element format does; `_cast` names its reference cast in `cast.py`."""
+
+    _cast: ClassVar[str]
+
+    def quantize(
+        self,
+        x: torch.Tensor,
+        *,
+        rounding: Rounding = "nearest_even",
+        saturate: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Fake-quantize: same shape and dtype, every value representable (see cast.py)."""
+        from picojoule.formats import cast
+
+        fn = getattr(cast, self._cast)
+        return fn(x, self, rounding=rounding, saturate=saturate, generator=generator)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Integer bit patterns of `quantize(x)` (see codes.py)."""
+        from picojoule.formats.codes import encode
+
+        return encode(self, x)  # type: ignore[arg-type]
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """Values of integer bit patterns, from the spec's table (see codes.py)."""
+        from picojoule.formats.codes import decode
+
+        return decode(self, codes)  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True, kw_only=True)
-class FloatFormat:
+class FloatFormat(_ElementOps):
     """Binary floating point: sign, `ebits` exponent bits (with `bias`), `mbits` mantissa bits."""
 
+    _cast: ClassVar[str] = "quantize_float"
     name: str
     ebits: int
     mbits: int
@@ -123,33 +156,12 @@ class FloatFormat:
             raise ValueError(f"{self.name}: code table only for formats of <= 16 bits")
         return np.array([self.decode_value(c) for c in range(1 << self.bits)], dtype=np.float64)
 
-    def quantize(
-        self,
-        x: torch.Tensor,
-        *,
-        rounding: Rounding = "nearest_even",
-        saturate: bool = True,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        from picojoule.formats.cast import quantize_float
-
-        return quantize_float(x, self, rounding=rounding, saturate=saturate, generator=generator)
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        from picojoule.formats.codes import encode
-
-        return encode(self, x)
-
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        from picojoule.formats.codes import decode
-
-        return decode(self, codes)
-
 
 @dataclass(frozen=True, kw_only=True)
-class IntFormat:
+class IntFormat(_ElementOps):
     """Two's-complement (or unsigned) integers; `narrow` drops -2^(N-1): a symmetric range."""
 
+    _cast: ClassVar[str] = "quantize_int"
     name: str
     bits: int
     signed: bool = True
@@ -186,31 +198,9 @@ class IntFormat:
     def eps(self) -> float:
         return 1.0
 
-    def quantize(
-        self,
-        x: torch.Tensor,
-        *,
-        rounding: Rounding = "nearest_even",
-        saturate: bool = True,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        from picojoule.formats.cast import quantize_int
-
-        return quantize_int(x, self, rounding=rounding, saturate=saturate, generator=generator)
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        from picojoule.formats.codes import encode
-
-        return encode(self, x)
-
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        from picojoule.formats.codes import decode
-
-        return decode(self, codes)
-
 
 @dataclass(frozen=True, kw_only=True)
-class LNSFormat:
+class LNSFormat(_ElementOps):
     """Logarithmic number system: sign bit + (bits-1)-bit two's-complement fixed-point log2|x|
     with `frac_bits` fractional bits. The most negative log code encodes zero.
 
@@ -220,6 +210,7 @@ class LNSFormat:
     (Gauss-log table lookups), which the energy model charges for.
     """
 
+    _cast: ClassVar[str] = "quantize_lns"
     name: str
     bits: int
     frac_bits: int
@@ -252,28 +243,6 @@ class LNSFormat:
     @property
     def eps(self) -> float:
         return 2.0 ** (1 / (1 << self.frac_bits)) - 1.0
-
-    def quantize(
-        self,
-        x: torch.Tensor,
-        *,
-        rounding: Rounding = "nearest_even",
-        saturate: bool = True,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        from picojoule.formats.cast import quantize_lns
-
-        return quantize_lns(x, self, rounding=rounding, saturate=saturate, generator=generator)
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        from picojoule.formats.codes import encode
-
-        return encode(self, x)
-
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        from picojoule.formats.codes import decode
-
-        return decode(self, codes)
 
 
 @dataclass(frozen=True, kw_only=True)
