@@ -32,6 +32,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_formats.py
+	$(BIN)/python benchmarks/bench_study.py
 
 clean:
 	rm -rf $(VENV) picojoule-report .pytest_cache

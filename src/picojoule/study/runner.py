@@ -25,7 +25,7 @@ from picojoule.study.tasks import Task, fingerprint
 
 __all__ = ["RecipeResult", "StudyResult", "run", "apply_recipe"]
 
-RESULT_VERSION = 2  # bump when what a recipe result holds changes (invalidates cached rows)
+RESULT_VERSION = 3  # bump when what a recipe result holds changes (invalidates cached rows)
 
 
 @dataclass(frozen=True, kw_only=True)
