@@ -200,8 +200,8 @@ def map_workload(
     *,
     time_budget_s: float | None = None,
     seed: int = 0,
-    samples: int = 1000,
-    starts: int = 8,
+    samples: int = 400,
+    starts: int = 6,
 ) -> WorkloadCost:
     """Search every distinct layer of `workload` on `arch` and total the costs.
 

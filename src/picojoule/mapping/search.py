@@ -225,8 +225,8 @@ def search(
     *,
     time_budget_s: float | None = None,
     seed: int = 0,
-    samples: int = 1000,
-    starts: int = 8,
+    samples: int = 400,
+    starts: int = 6,
     energy: EnergyTable | None = None,
 ) -> SearchResult:
     """The best mapping the search finds for `layer` on `arch`.
