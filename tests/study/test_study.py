@@ -147,3 +147,19 @@ def test_cache_refuses_foreign_and_corrupt_files(tmp_path):
     with pytest.raises(CacheError, match="untouched"):
         ResultCache(corrupt)
     assert corrupt.read_bytes() == before
+
+
+def test_interrupted_study_keeps_finished_recipes_and_resumes(tmp_path):
+    db = tmp_path / "s.sqlite"
+    calls = {"n": 0}
+
+    def flaky(model, data):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # Ctrl-C during the third recipe
+        return _agreement(model, data)
+
+    with pytest.raises(KeyboardInterrupt):
+        run(_model, _data, flaky, RECIPES, target="eyeriss", cache=db)
+    resumed = run(_model, _data, _agreement, RECIPES, target="eyeriss", cache=db)
+    assert [r.cached for r in resumed.results] == [True, True, False, False]
