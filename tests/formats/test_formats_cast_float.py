@@ -143,6 +143,23 @@ def test_matches_torch_float8_casts(name: str, dtype: torch.dtype, saturate: boo
     _assert_same(_ours(x, name, saturate=saturate), want, x, f"{name} vs torch")
 
 
+@pytest.mark.parametrize(("name", "dtype", "saturate"), TORCH_CASTS)
+def test_torch_float64_casts_round_through_float32(
+    name: str, dtype: torch.dtype, saturate: bool
+) -> None:
+    """torch, like ml_dtypes, double-rounds float64 input: its result is ours for the
+    float32-rounded input; ours differs from it only where that double rounding bites."""
+    x = dense_inputs(get(name), np.float64)
+    want = torch.from_numpy(x).to(dtype).double().numpy()
+    via32 = _ours(x.astype(np.float32), name, saturate=saturate).astype(np.float64)
+    _assert_same(via32, want, x, f"{name}: torch float64 path")
+    ours = _ours(x, name, saturate=saturate)
+    differ = ~same_bits(ours, want)
+    assert differ.any()  # the dense set holds values one float64 ulp beside every tie
+    exact = round_nearest_ref(x[differ], get(name), saturate=saturate)
+    _assert_same(ours[differ], exact, x[differ], f"{name}: ours where torch double-rounds")
+
+
 def test_torch_e8m0_cast_conventions() -> None:
     """torch.float8_e8m0fnu (torch 2.13): nearest, ties up, like ours for positive normal
     inputs; it rounds (2^-127, 1.5*2^-127) up like ml_dtypes, drops the sign of negative

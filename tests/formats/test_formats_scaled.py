@@ -18,6 +18,7 @@ picojoule's cast. Ragged last blocks use their real elements only; a block with 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -38,7 +39,7 @@ def q_elem(t: np.ndarray, el) -> np.ndarray:
     return round_nearest_ref(t, el, saturate=True).astype(F32)
 
 
-def _blocks(row: np.ndarray, size: int):
+def _blocks(row: np.ndarray, size: int) -> Iterator[tuple[int, np.ndarray]]:
     for j in range(0, row.size, size):
         yield j, row[j : j + size]
 
