@@ -48,7 +48,14 @@ def render(result: WorkloadCost, arch: Arch, console: Console, *, mappings: bool
         "util",
         "bound",
     ):
-        table.add_column(col, justify="left" if col in ("layer", "shape") else "right")
+        left = col in ("layer", "shape")
+        table.add_column(
+            col,
+            justify="left" if left else "right",
+            no_wrap=True,
+            overflow="ellipsis",
+            max_width=24 if left else None,
+        )
     for r in result.layers:
         c = r.result.cost
         per_level = [_uj(sum(c.energy_by_level_pj[lv].values()) * r.layer.repeat) for lv in levels]
