@@ -37,7 +37,6 @@ def render(result: WorkloadCost, arch: Arch, console: Console, *, mappings: bool
     table = Table(title=f"{result.workload} on {result.arch} (objective: {result.objective})")
     for col in (
         "layer",
-        "shape",
         "x",
         "MMACs",
         "energy uJ",
@@ -48,20 +47,19 @@ def render(result: WorkloadCost, arch: Arch, console: Console, *, mappings: bool
         "util",
         "bound",
     ):
-        left = col in ("layer", "shape")
+        left = col == "layer"
         table.add_column(
             col,
             justify="left" if left else "right",
             no_wrap=True,
             overflow="ellipsis",
-            max_width=24 if left else None,
+            max_width=22 if left else None,
         )
     for r in result.layers:
         c = r.result.cost
         per_level = [_uj(sum(c.energy_by_level_pj[lv].values()) * r.layer.repeat) for lv in levels]
         table.add_row(
             r.layer.name + (" (timed out)" if r.result.timed_out else ""),
-            r.layer.describe(),
             str(r.layer.repeat),
             f"{r.layer.macs / 1e6:,.2f}",
             _uj(r.energy_pj),
