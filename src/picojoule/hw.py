@@ -3,7 +3,8 @@
 Workloads (`Layer`, `Workload`, `builtin`, `from_model`), architectures (`Arch` and its
 parts, `load_arch`, `presets`), mappings and their cost (`Mapping`, `evaluate`, `Cost`,
 `evaluate_batch`), the exact reference simulator (`simulate`), the mapper (`search`,
-`exhaustive`, `SearchResult`) and whole-network mapping (`map_workload`, `WorkloadCost`).
+`exhaustive`, `SearchResult`) and whole-network mapping (`map_workload`, `WorkloadCost`,
+`speed_of_light`).
 See docs/accelerator.md.
 """
 
@@ -40,7 +41,8 @@ from picojoule.mapping import (
     search,
     simulate,
 )
-from picojoule.workload import DIMS, OPERANDS, Layer, Workload, builtin, from_model
+from picojoule.mapping.network import speed_of_light
+from picojoule.workload import DIMS, OPERANDS, Layer, Workload, apply_recipe, builtin, from_model
 
 __all__ = [
     "Arch",
@@ -79,4 +81,6 @@ __all__ = [
     "Workload",
     "builtin",
     "from_model",
+    "apply_recipe",
+    "speed_of_light",
 ]

@@ -114,3 +114,13 @@ def test_unknown_preset_or_missing_file() -> None:
         load_arch("eyeris")
     with pytest.raises(ConfigError, match="dataflow"):
         presets.eyeriss(dataflow="xs")
+
+
+def test_the_yaml_example_in_the_docs_loads(tmp_path: Path) -> None:
+    docs = Path(__file__).parents[2] / "docs" / "accelerator.md"
+    block = docs.read_text().split("```yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "my.yaml"
+    path.write_text(block)
+    arch = load_arch(path)
+    assert arch.name == "my-accel" and arch.lanes == 16 * 64
+    assert arch.levels[2].stationary == "weights"
