@@ -217,7 +217,8 @@ def _operand(fmt: object) -> _Operand:
 
 
 # Integer accumulators carry 8 guard bits above the product width: 2^8 = 256 products sum
-# without overflow (int8 x int8 -> 24 bits). Float products accumulate in FP32, as tensor cores
+# without overflow (int8 x int8 -> 24 bits, Simba's partial-sum width: Shao et al., MICRO
+# 2019, as in the magnet preset). Float products accumulate in FP32, as tensor cores
 # do for FP16/BF16/FP8 inputs (NVIDIA Tesla V100 whitepaper, 2017: FP16 multiply, FP32
 # accumulate).
 _GUARD_BITS = 8

@@ -21,8 +21,8 @@ from pydantic import ValidationError
 
 from picojoule.arch.spec import Arch, SparseSupport
 from picojoule.dse.area import NODES_NM
-from picojoule.dse.space import ParamSpec, Scalar
-from picojoule.errors import ConfigError, PicojouleError, nearest
+from picojoule.dse.space import ParamSpec, Scalar, did_you_mean
+from picojoule.errors import ConfigError, PicojouleError
 from picojoule.workload.layer import Workload
 
 __all__ = ["DSE_PARAMETERS", "catalog", "build_arch", "apply_to_workload", "sparsity_density"]
@@ -84,7 +84,7 @@ def _builder(preset: str) -> Callable[..., Arch]:
 
     if preset not in PRESETS:
         raise ConfigError(
-            f"unknown architecture preset {preset!r} (did you mean: {nearest(preset, PRESETS)}); "
+            f"unknown architecture preset {preset!r}{did_you_mean(preset, PRESETS)}; "
             f"presets: {', '.join(PRESETS)}"
         )
     return PRESETS[preset]

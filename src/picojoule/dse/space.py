@@ -13,13 +13,15 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from picojoule.dse.errors import SpaceError
+from picojoule.errors import nearest
 
 __all__ = [
+    "did_you_mean",
     "Scalar",
     "ParamSpec",
     "Parameter",
@@ -33,6 +35,14 @@ __all__ = [
 ]
 
 Scalar = int | float | str
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """' (did you mean: x, y?)' when some choice is close to `word`, else ''."""
+    found = nearest(word, choices)
+    return "" if found == "none close" else f" (did you mean: {found}?)"
+
+
 Method = Literal["grid", "random", "nsga2"]
 # Objective name -> metric it minimises (keys of `evaluate.DesignMetrics.as_dict()`).
 OBJECTIVES: dict[str, str] = {

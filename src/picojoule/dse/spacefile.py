@@ -44,8 +44,9 @@ from picojoule.dse.space import (
     ParamSpec,
     Scalar,
     SearchSettings,
+    did_you_mean,
 )
-from picojoule.errors import PicojouleError, nearest
+from picojoule.errors import PicojouleError
 
 __all__ = ["Catalog", "parse_space", "load_space", "find_space", "SPACES_DIR"]
 
@@ -230,7 +231,7 @@ def parse_space(data: object, catalog: Catalog, *, where: str = "space") -> Desi
     for name, raw in doc.parameters.items():
         if name not in catalog:
             raise SpaceError(
-                f"{where}: unknown parameter {name!r} (did you mean: {nearest(name, catalog)}?); "
+                f"{where}: unknown parameter {name!r}{did_you_mean(name, catalog)}; "
                 f"known: {', '.join(sorted(catalog))}"
             )
         values = _values(catalog[name], raw)
@@ -281,7 +282,7 @@ def find_space(name_or_path: str | Path) -> Path:
         return packaged
     names = sorted(q.stem for q in SPACES_DIR.glob("*.yaml"))
     raise SpaceError(
-        f"no design-space file {str(name_or_path)!r} (did you mean: "
-        f"{nearest(str(name_or_path), names)}?); give a YAML path or a packaged space: "
+        f"no design-space file {str(name_or_path)!r}{did_you_mean(str(name_or_path), names)}; "
+        "give a YAML path or a packaged space: "
         f"{', '.join(names)}"
     )
