@@ -63,10 +63,13 @@ _FORMATS = [
     _r("nvfp4", quant="w:nvfp4"),
     _r("vsq4_v16_s4", quant="w:vsq4_v16_s4"),
 ]
+# 4-bit weights AND activations: the regime where VS-Quant (Dai et al., MLSys 2021, Table 3)
+# separates per-vector from per-channel scaling. Signed activations: transformer layer inputs
+# (LayerNorm outputs) are signed; `vsq4u_...` suits post-ReLU CNN activations.
 _SHOOTOUT = [
     _r("fp32"),
     _r("int4/channel", quant="w:int4/channel,a:int4"),
-    _r("vsq4_v16_s4", quant="w:vsq4_v16_s4,a:vsq4u_v16_s4"),
+    _r("vsq4_v16_s4", quant="w:vsq4_v16_s4,a:vsq4_v16_s4"),
     _r("mxfp4", quant="w:mxfp4,a:mxfp4"),
     _r("nvfp4", quant="w:nvfp4,a:nvfp4"),
     _r("codebook16", quant="w:codebook16,a:int4"),
