@@ -180,7 +180,7 @@ def _parse(name: str) -> Format:
             gran = PerBlock(k)
         return ScaledFormat(name=name, kind="plain", element=el, granularity=gran)
     raise FormatError(
-        f"unknown number format {name!r}; did you mean: {nearest(name, names())}? "
+        f"unknown number format {name!r}; did you mean: {nearest(name, [*names(), *_WIDE])}? "
         "(`picojoule formats` lists every family)"
     )
 

@@ -145,7 +145,8 @@ class ScaledFormat:
         return self.element.max
 
     def storage_bits(self, shape: tuple[int, ...]) -> int:
-        """Exact bits to store a tensor of `shape`: elements, every scale, padding included."""
+        """Exact bits to store a tensor of `shape`: every element and every scale (a ragged
+        last block stores its real elements and one scale; zero padding is not stored)."""
         k = shape[-1] if shape else 1
         rows = math.prod(shape[:-1]) if len(shape) > 1 else 1
         n = rows * k
