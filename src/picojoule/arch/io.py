@@ -13,7 +13,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from picojoule.arch.spec import Arch
+from picojoule.arch.presets import PRESETS, preset
+from picojoule.arch.spec import Arch, Fanout, MacUnit, MemoryLevel, SparseSupport
 from picojoule.errors import ConfigError, nearest
 
 __all__ = ["ArchError", "load_arch", "arch_from_dict", "arch_to_yaml", "save_arch"]
@@ -58,8 +59,6 @@ def _message(err: dict[str, Any], origin: str) -> str:
 
 def _fields_at(loc: tuple[int | str, ...]) -> list[str]:
     """Field names of the model at `loc` (for 'did you mean' on unknown keys)."""
-    from picojoule.arch.spec import Fanout, MacUnit, MemoryLevel, SparseSupport
-
     named = [p for p in loc if isinstance(p, str)]
     model: type = Arch
     if named:
@@ -90,8 +89,6 @@ def arch_from_dict(data: object, origin: str = "arch") -> Arch:
 
 def load_arch(source: str | Path) -> Arch:
     """An `Arch` from a preset name (`eyeriss`, `simba`...) or a YAML file path."""
-    from picojoule.arch.presets import PRESETS, preset
-
     text_source = str(source)
     if text_source in PRESETS:
         return preset(text_source)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from picojoule.arch.energy import EnergyTable, operand_bits, resolve_energy
 from picojoule.arch.spec import Arch
-from picojoule.mapping.mapping import Mapping, MappingBatch, check_mapping
+from picojoule.mapping.mapping import Mapping, MappingBatch, MappingError, check_mapping
 from picojoule.mapping.model import BatchCost, evaluate_batch
 from picojoule.workload.layer import OPERANDS, Layer
 
@@ -114,8 +114,6 @@ def evaluate(layer: Layer, arch: Arch, mapping: Mapping, energy: EnergyTable | N
         layer, arch, MappingBatch.of([mapping]), energy or resolve_energy(arch, layer)
     )
     if not batch.fits[0]:
-        from picojoule.mapping.mapping import MappingError
-
         raise MappingError(
             "an input window loop (P Q R S) is unrolled at a fanout with a temporal loop of the "
             "same dimension between it and the next level holding inputs; the input tile is "

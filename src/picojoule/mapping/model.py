@@ -28,6 +28,7 @@ import numpy as np
 
 from picojoule.arch.energy import EnergyTable, operand_bits, resolve_energy
 from picojoule.arch.spec import Arch
+from picojoule.formats import get as get_format
 from picojoule.mapping.mapping import RELEVANT, MappingBatch
 from picojoule.workload.layer import DIMS, OPERANDS, Layer
 
@@ -39,7 +40,7 @@ _REL = np.array([[d in RELEVANT[op] for d in DIMS] for op in OPERANDS])
 _W, _I, _O = range(3)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class BatchCost:
     """Costs of `B` mappings. Access counts are elements; energies pJ; cycles at the clock.
 
@@ -185,8 +186,6 @@ def evaluate_batch(
     level_e = (reads * access_bits) * energy.read_pj_per_bit[None] + (
         writes * access_bits
     ) * energy.write_pj_per_bit[None]
-    from picojoule.formats import get as get_format
-
     out_bits = float(get_format(layer.output_format).bits_per_element)
     level_e[:, 0, _O] -= out_total * (bits[_O] - out_bits) * energy.write_pj_per_bit[0, _O]
     net_e = (deliv * access_bits).sum(axis=2) * energy.network_pj_per_bit[None]

@@ -20,7 +20,7 @@ from typing import Literal
 
 import numpy as np
 
-from picojoule.arch.energy import EnergyTable, resolve_energy
+from picojoule.arch.energy import EnergyTable, operand_bits, resolve_energy
 from picojoule.arch.spec import Arch
 from picojoule.errors import ConfigError
 from picojoule.mapping.cost import Cost, cost_from_batch
@@ -76,8 +76,6 @@ def _check_objective(objective: str) -> None:
 
 def _no_mapping(space: MapSpace, energy: EnergyTable) -> NoMappingError:
     """Explain why even the all-outer mapping (unit tiles below DRAM) does not fit."""
-    from picojoule.arch.energy import operand_bits
-
     bits = operand_bits(space.arch, space.layer)
     for level in space.arch.levels[1:]:
         need = {op: bits[op] for op in level.holds}

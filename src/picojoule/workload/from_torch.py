@@ -15,6 +15,7 @@ shapes (so attention's `q @ k.T` and `attn @ v` become matmul layers). Each laye
 from __future__ import annotations
 
 import operator
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -217,8 +218,6 @@ def from_model(model: nn.Module, example_input: Any, recipe: Any = None) -> Work
 
 def apply_recipe(workload: Workload, recipe: Any) -> Workload:
     """The same layers with operand formats from `recipe` (per-layer overrides by name)."""
-    from dataclasses import replace
-
     layers = []
     for layer in workload.layers:
         w, a, _ = _operand_formats(None, layer.name, recipe)

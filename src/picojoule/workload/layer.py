@@ -13,7 +13,7 @@ The input extent is the padded one the loop nest touches, so padding counts as d
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from picojoule.errors import ShapeError
@@ -62,7 +62,7 @@ class Layer:
     output_format: str = "int8"
     weight_density: float = 1.0
     input_density: float = 1.0
-    repeat: int = field(default=1)
+    repeat: int = 1
 
     def __post_init__(self) -> None:
         for dim in (*DIMS, "stride_h", "stride_w", "repeat"):
@@ -145,8 +145,6 @@ class Workload:
         self, *, weight_format: str, input_format: str, output_format: str | None = None
     ) -> Workload:
         """Same layers with every operand in the given formats (output defaults to input's)."""
-        from dataclasses import replace
-
         out = output_format or input_format
         layers = tuple(
             replace(
