@@ -33,8 +33,17 @@ def study(
     out: Path = typer.Option(Path("picojoule-report"), help="output directory"),
     cache: Path = typer.Option(None, help="result cache (SQLite); default: user cache dir"),
     no_cache: bool = typer.Option(False, "--no-cache", help="recompute every recipe"),
+    threads: int = typer.Option(
+        0, help="torch CPU threads (0: torch's default); 1 is fastest on a busy machine"
+    ),
 ) -> None:
     """Run recipes on a model: accuracy, bits, energy, latency per recipe; write a report."""
+    if threads < 0:
+        raise PicojouleError(f"--threads {threads}: give 0 (default) or a positive count")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     from picojoule.models.digits import cache_dir
     from picojoule.study import load_recipes, load_task, summary_table, write_report
     from picojoule.study.runner import run
