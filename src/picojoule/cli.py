@@ -114,12 +114,18 @@ SUBAPPS = {
 }
 
 
+_MOUNTED: set[str] = set()
+
+
 def _mount(argv: list[str]) -> None:
     """Mount the sub-app the command line names, or all of them (for --help and errors)."""
     import importlib
 
     wanted = [argv[1]] if len(argv) > 1 and argv[1] in SUBAPPS else list(SUBAPPS)
     for name in wanted:
+        if name in _MOUNTED:
+            continue
+        _MOUNTED.add(name)
         module, help_text = SUBAPPS[name]
         sub = importlib.import_module(module)
         if name == "bench":  # one command today: mount it as `bench gpu`, not collapsed
