@@ -134,3 +134,14 @@ def test_apply_recipe_sets_formats_per_layer() -> None:
     w = apply_recipe(builtin("digits-cnn"), "w:nvfp4,a:e4m3")
     assert {layer.weight_format for layer in w.layers} == {"nvfp4"}
     assert all(layer.input_format.startswith("e4m3") for layer in w.layers)
+
+
+def test_from_model_reads_formats_of_an_already_quantized_model() -> None:
+    from picojoule.models.digits import build
+    from picojoule.quant import quantize_
+
+    model = build()
+    quantize_(model, "w:int4,a:e4m3")
+    got = from_model(model, torch.randn(2, 1, 8, 8))
+    assert {layer.weight_format for layer in got.layers} == {"int4/channel"}
+    assert {layer.input_format for layer in got.layers} == {"e4m3/tensor"}
