@@ -33,6 +33,9 @@ def study(
     out: Path = typer.Option(Path("picojoule-report"), help="output directory"),
     cache: Path = typer.Option(None, help="result cache (SQLite); default: user cache dir"),
     no_cache: bool = typer.Option(False, "--no-cache", help="recompute every recipe"),
+    measured: Path = typer.Option(
+        None, help="`picojoule bench gpu` JSON from the target GPU: bill measured pJ/op too"
+    ),
     threads: int = typer.Option(
         0, help="torch CPU threads (0: torch's default); 1 is fastest on a busy machine"
     ),
@@ -66,7 +69,7 @@ def study(
         def progress(name: str, i: int, n: int) -> None:
             bar.update(job, completed=i, total=n, description=f"recipe {name}")
 
-        result = run(task, recs, target=target, cache=db, progress=progress)
+        result = run(task, recs, target=target, cache=db, progress=progress, measured=measured)
     console.print(summary_table(result))
     jpath, hpath = write_report(result, out)
     console.print(f"report: {hpath}  data: {jpath}")

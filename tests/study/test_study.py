@@ -163,3 +163,35 @@ def test_interrupted_study_keeps_finished_recipes_and_resumes(tmp_path):
         run(_model, _data, flaky, RECIPES, target="eyeriss", cache=db)
     resumed = run(_model, _data, _agreement, RECIPES, target="eyeriss", cache=db)
     assert [r.cached for r in resumed.results] == [True, True, False, False]
+
+
+def _bench_json(path, device="h100", pj=0.5):
+    rows = [{"fmt": f, "m": m, "energy_pj_per_op": pj * (2 if f == "fp32" else 1)}
+            for f in ("fp32", "bf16", "int8", "e4m3 tensor") for m in (2048, 8192)]  # fmt: skip
+    doc = {"peaks": {"name": device}, "device": {"name": "NVIDIA test"}, "gemm": rows}
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_gpu_target_with_measured_pj_per_op(tmp_path):
+    m = _bench_json(tmp_path / "gpu.json")
+    res = run(_model, _data, _agreement, RECIPES[:2], target="h100", cache=None, measured=m)
+    fp32, int4 = res.results
+    # fp32 layers run on fp32 units: 2 ops per multiply at the measured 1.0 pJ/op
+    assert fp32.cost["measured_energy_pj"] == pytest.approx(2 * fp32.cost["mults"] * 1.0)
+    assert fp32.cost["latency_s"] > 0 and fp32.cost["energy_pj"] > fp32.cost["sol_energy_pj"]
+    # int4 x int4 runs on an 8-bit tensor-core peak (e4m3 or int8): cheaper per op than fp32
+    assert int4.cost["measured_energy_pj"] < fp32.cost["measured_energy_pj"]
+
+
+def test_measured_file_errors(tmp_path):
+    wrong = _bench_json(tmp_path / "a100.json", device="a100")
+    with pytest.raises(ConfigError, match="taken on a100"):
+        run(_model, _data, _agreement, RECIPES[:1], target="h100", measured=wrong)
+    junk = tmp_path / "junk.json"
+    junk.write_text("{}")
+    with pytest.raises(ConfigError, match="not a `picojoule bench gpu` result"):
+        run(_model, _data, _agreement, RECIPES[:1], target="h100", measured=junk)
+    with pytest.raises(ConfigError, match="not a GPU"):
+        run(_model, _data, _agreement, RECIPES[:1], target="eyeriss",
+            measured=_bench_json(tmp_path / "e.json", device="eyeriss"))  # fmt: skip

@@ -44,6 +44,7 @@ def run(
     target: str = "eyeriss",
     *,
     cache: Path | None = None,
+    measured: Path | None = None,
 ) -> StudyResult:
     """Study your own model: `data` yields (inputs, targets) batches, `metric(model, data)`
     returns a number where higher is better."""
@@ -51,4 +52,4 @@ def run(
     loader = data if callable(data) else (lambda: data)
     task = UserTask(build=build, loader=loader, score=metric)  # type: ignore[arg-type]
     recs = load_recipes(recipes) if isinstance(recipes, str) else list(recipes)
-    return run_task(task, recs, target=target, cache=cache)
+    return run_task(task, recs, target=target, cache=cache, measured=measured)

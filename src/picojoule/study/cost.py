@@ -137,7 +137,9 @@ def layer_counts(model: nn.Module, example: Any) -> list[LayerCount]:
     return rows
 
 
-def recipe_cost(model: nn.Module, example: Any, target: str) -> dict[str, Any]:
+def recipe_cost(
+    model: nn.Module, example: Any, target: str, measured: dict | None = None
+) -> dict[str, Any]:
     """Counts plus the target's energy/latency bill (see `picojoule.study.targets`)."""
     from picojoule.study.targets import bill
 
@@ -148,5 +150,5 @@ def recipe_cost(model: nn.Module, example: Any, target: str) -> dict[str, Any]:
         "weight_bits": sum(c.weight_bits * c.weight_elems for c in counts),
         "layers": [asdict(c) for c in counts],
     }
-    out.update(bill(counts, target))
+    out.update(bill(counts, target, measured))
     return out

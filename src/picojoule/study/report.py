@@ -60,6 +60,7 @@ def _fmt_energy(pj: float | None) -> str:
 def summary_table(study: StudyResult) -> Table:
     m = study.primary_metric
     t = Table(title=f"picojoule study: {study.task} on {study.target}", title_justify="left")
+    has_measured = any(r.cost.get("measured_energy_pj") for r in study.results)
     for col, just in [
         ("recipe", "left"),
         (m + (f" ({study.unit})" if study.unit else ""), "right"),
@@ -69,6 +70,7 @@ def summary_table(study: StudyResult) -> Table:
         ("mults", "right"),
         ("energy/inf", "right"),
         ("vs SOL", "right"),
+        *([("measured", "right")] if has_measured else []),
     ]:
         t.add_column(col, justify=just)  # type: ignore[arg-type]
     for r in study.results:
@@ -84,6 +86,7 @@ def summary_table(study: StudyResult) -> Table:
             f"{c.get('mults', 0):,}",
             _fmt_energy(c.get("energy_pj")),
             f"{sol:.2f}x" if isinstance(sol, int | float) else "-",
+            *([_fmt_energy(c.get("measured_energy_pj"))] if has_measured else []),
         )
     t.caption = (
         "delta vs the FP32 baseline; energy from the target model (assumptions in report.html); "
@@ -216,6 +219,7 @@ def _recipe_rows(study: StudyResult) -> list[list[Any]]:
             f"{c.get('mults', 0):,}", _fmt_energy(c.get("energy_pj")),
             _fmt_energy(c.get("sol_energy_pj")),
             f"{c['latency_s'] * 1e6:.3g}" if c.get("latency_s") else "-",
+            _fmt_energy(c.get("measured_energy_pj")),
         ])  # fmt: skip
     return rows
 
@@ -245,14 +249,16 @@ def _sparsity_section(study: StudyResult) -> str:
 def render_html(study: StudyResult) -> str:
     plots = _plots(study)
     head = ["recipe", "levers", study.primary_metric, "delta", "bits/weight", "weight bytes",
-            "MACs", "multiplies", "energy/inf", "SOL energy", "latency (us)"]  # fmt: skip
+            "MACs", "multiplies", "energy/inf", "SOL energy", "latency (us)",
+            "measured GPU energy"]  # fmt: skip
     imgs = "".join(
         f'<h2>{title}</h2><img alt="{key}" src="{plots[key]}">'
         for key, title in (("pareto", "Accuracy vs energy"), ("layers", "Energy per layer"),
                            ("errors", "Error per layer"))
         if key in plots
     )  # fmt: skip
-    assumptions = study.results[0].cost.get("assumptions", []) if study.results else []
+    first = study.results[0].cost if study.results else {}
+    assumptions = [*first.get("assumptions", []), *filter(None, [first.get("measured_note")])]
     return (
         f"<!doctype html><html><head><meta charset=utf-8><title>picojoule study</title>"
         f"<style>{_CSS}</style></head><body>"

@@ -144,7 +144,9 @@ def _weights_summary(model: nn.Module) -> tuple[float, int, list[dict[str, Any]]
     return bpw, math.ceil(total_bits / 8), rows
 
 
-def _evaluate_recipe(task: Task, recipe: Recipe, target: str) -> RecipeResult:
+def _evaluate_recipe(
+    task: Task, recipe: Recipe, target: str, measured: dict | None
+) -> RecipeResult:
     from picojoule.study.cost import recipe_cost
 
     t0 = time.perf_counter()
@@ -161,7 +163,7 @@ def _evaluate_recipe(task: Task, recipe: Recipe, target: str) -> RecipeResult:
     sp_rows = sparsity_report(
         model, example_input=example if isinstance(example, torch.Tensor) else None
     )
-    cost = recipe_cost(model, example, target)
+    cost = recipe_cost(model, example, target, measured)
     return RecipeResult(
         recipe=recipe,
         metrics=metrics,
@@ -182,9 +184,11 @@ def run(
     target: str = "eyeriss",
     cache: ResultCache | Path | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    measured: Path | None = None,
 ) -> StudyResult:
     """Run every recipe on `task` (cached, resumable); the first baseline recipe is the FP32
-    reference for deltas (one is added if none is given)."""
+    reference for deltas (one is added if none is given). `measured`: a `picojoule bench gpu`
+    JSON from the target GPU, whose board pJ/op then bills each layer too."""
     if not recipes:
         raise ConfigError("no recipes to run")
     recipes = list(recipes)
@@ -192,7 +196,11 @@ def run(
         recipes.insert(0, Recipe(name="fp32"))
     store = ResultCache(cache) if isinstance(cache, Path | str) else cache
     version = fingerprint(task.model())
-    study_key = f"v{RESULT_VERSION}|{task.name}|{version}|{target}"
+    from picojoule.study.targets import load_measured
+
+    gpu_runs = load_measured(measured, target) if measured else None
+    mtag = f"|measured:{gpu_runs['digest']}" if gpu_runs else ""
+    study_key = f"v{RESULT_VERSION}|{task.name}|{version}|{target}{mtag}"
     results: list[RecipeResult] = []
     try:
         for i, recipe in enumerate(recipes):
@@ -203,7 +211,7 @@ def run(
                 hit.pop("recipe", None)
                 results.append(RecipeResult(recipe=recipe, cached=True, **hit))
                 continue
-            r = _evaluate_recipe(task, recipe, target)
+            r = _evaluate_recipe(task, recipe, target, gpu_runs)
             if store:
                 store.put(study_key, recipe.key(), r.to_dict())
             results.append(r)

@@ -81,15 +81,60 @@ def _workload(counts: list[LayerCount]):
     return Workload(name="study", layers=layers)
 
 
-def bill(counts: list[LayerCount], target: str) -> dict[str, Any]:
+def bill(counts: list[LayerCount], target: str, measured: dict | None = None) -> dict[str, Any]:
     """Energy (pJ), latency (s) and the speed-of-light bound of one inference on `target`."""
     check_target(target)
     if target in gpu_names():
-        return _gpu_bill(counts, target)
+        return _gpu_bill(counts, target, measured)
+    if measured:
+        raise ConfigError(f"--measured holds GPU measurements; target {target} is not a GPU")
     return _accelerator_bill(counts, target)
 
 
-def _gpu_bill(counts: list[LayerCount], target: str) -> dict[str, Any]:
+# roofline compute key -> the `picojoule bench gpu` GEMM row that measured it
+_MEASURED_ROW = {"fp32": "fp32", "tf32": "tf32", "fp16": "fp16", "bf16": "bf16",
+                 "e4m3": "e4m3 tensor", "e5m2": "e5m2xe4m3 tensor", "int8": "int8"}  # fmt: skip
+
+
+def load_measured(path, target: str) -> dict[str, Any]:
+    """Board pJ/op per GEMM format from a `picojoule bench gpu` JSON taken on `target`.
+
+    The largest measured size of each format is used (closest to steady-state power)."""
+    import hashlib
+    import json
+    from pathlib import Path
+
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+        doc = json.loads(raw)
+        device, rows = doc["peaks"]["name"], doc["gemm"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConfigError(
+            f"--measured {p}: not a `picojoule bench gpu` result ({type(e).__name__}); "
+            "pass the gpu.json that command wrote"
+        ) from None
+    if device != target:
+        raise ConfigError(f"--measured {p} was taken on {device}, not on the target {target}")
+    best: dict[str, dict] = {}
+    for r in rows:
+        pj = r.get("energy_pj_per_op")
+        if pj and (r["fmt"] not in best or r["m"] > best[r["fmt"]]["m"]):
+            best[r["fmt"]] = r
+    return {
+        "digest": hashlib.sha256(raw).hexdigest()[:12],
+        "device": doc["device"].get("name", device),
+        "pj_per_op": {k: v["energy_pj_per_op"] for k, v in best.items()},
+        "size": {k: v["m"] for k, v in best.items()},
+    }
+
+
+def _measured_pj(measured: dict, key: str, sparse: bool) -> float | None:
+    row = "fp16 2:4" if sparse and key == "fp16" else _MEASURED_ROW.get(key)
+    return measured["pj_per_op"].get(row) if row else None
+
+
+def _gpu_bill(counts: list[LayerCount], target: str, measured: dict | None) -> dict[str, Any]:
     from picojoule.energy import gpu, roofline
 
     spec = gpu(target)
@@ -103,7 +148,26 @@ def _gpu_bill(counts: list[LayerCount], target: str) -> dict[str, Any]:
                      "compute_key": b.compute_key + (" 2:4" if b.sparse else "")})  # fmt: skip
     energy = sum(r["energy_pj"] for r in rows)
     sol = rl.min_energy_pj
+    extra: dict[str, Any] = {}
+    if measured:
+        total, missing = 0.0, set()
+        for c, b, row in zip(counts, rl.layers, rows, strict=True):
+            pj = _measured_pj(measured, b.compute_key, b.sparse)
+            if pj is None:
+                missing.add(b.compute_key)
+                continue
+            row["measured_energy_pj"] = 2 * c.mults * pj
+            total += row["measured_energy_pj"]
+        extra = {
+            "measured_energy_pj": total if not missing else None,
+            "measured_note": (
+                f"board power x time of large GEMMs measured on {measured['device']} "
+                "(picojoule bench gpu), applied per op"
+                + (f"; no measurement for {', '.join(sorted(missing))}" if missing else "")
+            ),
+        }
     return {
+        **extra,
         "energy_pj": energy,
         "sol_energy_pj": sol,
         "sol_ratio": energy / sol if sol else None,
