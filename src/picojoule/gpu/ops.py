@@ -123,7 +123,7 @@ def launch(
         out = torch.zeros((m, n), dtype=torch.float32, device=x2.device)
     else:
         out = torch.empty((m, n), dtype=torch.bfloat16, device=x2.device)
-    dummy = w.scales  # never read: the constexpr branches that would read it are compiled out
+    unread_ptr = w.scales  # never read: the constexpr branches that would read it are compiled out
     grid = (
         triton_cdiv(m, cfg.block_m) * triton_cdiv(n, cfg.block_n),
         cfg.split_k,
@@ -132,9 +132,9 @@ def launch(
         x2,
         w.qweight,
         w.scales,
-        w.gamma if w.gamma is not None else dummy,
-        x_scale if x_scale is not None else dummy,
-        bias if bias is not None else dummy,
+        w.gamma if w.gamma is not None else unread_ptr,
+        x_scale if x_scale is not None else unread_ptr,
+        bias if bias is not None else unread_ptr,
         out,
         m,
         n,
@@ -144,7 +144,7 @@ def launch(
         w.qweight.stride(0),
         w.scales.stride(0),
         out.stride(0),
-        w.tensor_scale if w.tensor_scale is not None else dummy,
+        w.tensor_scale if w.tensor_scale is not None else unread_ptr,
         FMT=FMT_CODES[w.fmt],
         ACT_FP8=act_fp8,
         HAS_BIAS=bias is not None,
