@@ -26,7 +26,15 @@ from picojoule.quant.modules import (
 )
 from picojoule.quant.recipe import QuantConfig, parse_recipe
 
-__all__ = ["quantize_", "report", "LayerQuant", "SUPPORTED", "weight_transforms"]
+__all__ = [
+    "quantize_",
+    "report",
+    "LayerQuant",
+    "SUPPORTED",
+    "weight_transforms",
+    "weight_format_of",
+    "layer_kind",
+]
 
 SUPPORTED: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
@@ -131,7 +139,8 @@ class LayerQuant:
         return self.__dict__.copy()
 
 
-def _format_of(module: nn.Module) -> Format | None:
+def weight_format_of(module: nn.Module) -> Format | None:
+    """The format `quantize_` gave this layer's weight (None: left in float)."""
     for t in weight_transforms(module):
         if isinstance(t, WeightFakeQuant | CodebookWeight):
             return t.fmt
@@ -154,7 +163,7 @@ def _before_and_after_quant(m: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     return before, x
 
 
-def _kind(m: nn.Module) -> str:
+def layer_kind(m: nn.Module) -> str:
     """Layer class name, seeing through parametrize's generated subclass."""
     cls = type(m)
     return cls.__bases__[0].__name__ if cls.__name__.startswith("Parametrized") else cls.__name__
@@ -166,7 +175,7 @@ def report(model: nn.Module) -> list[LayerQuant]:
     for name, m in model.named_modules():
         if not isinstance(m, SUPPORTED):
             continue
-        fmt = _format_of(m)
+        fmt = weight_format_of(m)
         w, q = _before_and_after_quant(m)
         err = (q.float() - w.float()).flatten()
         rms_w = float(w.float().pow(2).mean().sqrt()) or 1.0
@@ -174,7 +183,7 @@ def report(model: nn.Module) -> list[LayerQuant]:
         rows.append(
             LayerQuant(
                 name=name,
-                kind=_kind(m),
+                kind=layer_kind(m),
                 weight_format=fmt.name if fmt else str(w.dtype).removeprefix("torch."),
                 activation_format=aq.fmt.name if aq is not None else "-",
                 bits_per_weight=fmt.bits_per_element if fmt else float(w.element_size() * 8),

@@ -37,9 +37,9 @@ class LayerCount:
 
 
 def _formats(m: nn.Module) -> tuple[str, float, str, float]:
-    from picojoule.quant.api import _format_of
+    from picojoule.quant.api import weight_format_of
 
-    wf = _format_of(m)
+    wf = weight_format_of(m)
     aq = getattr(m, "input_quantizer", None)
     wname, wbits = (wf.name, wf.bits_per_element) if wf else ("fp32", 32.0)
     aname, abits = (aq.fmt.name, aq.fmt.bits_per_element) if aq is not None else ("fp32", 32.0)
@@ -65,7 +65,7 @@ def _dims(m: nn.Module, x: torch.Tensor, out: torch.Tensor) -> dict[str, int]:
 
 def layer_counts(model: nn.Module, example: Any) -> list[LayerCount]:
     """Per-layer counts for one forward pass on `example` (a tensor or a tuple of inputs)."""
-    from picojoule.quant.api import SUPPORTED, _kind
+    from picojoule.quant.api import SUPPORTED, layer_kind
     from picojoule.sparsity import mask_of
 
     rows: list[LayerCount] = []
@@ -101,7 +101,7 @@ def layer_counts(model: nn.Module, example: Any) -> list[LayerCount]:
             rows.append(
                 LayerCount(
                     name=name,
-                    kind=_kind(m),
+                    kind=layer_kind(m),
                     macs=int(macs),
                     mults=int(mults),
                     weight_density=density,

@@ -111,7 +111,7 @@ def _weights_summary(model: nn.Module) -> tuple[float, int, list[dict[str, Any]]
     """Bits per weight (parameter-weighted) and exact weight bytes, from the layer formats."""
     from picojoule.formats import ScaledFormat
     from picojoule.quant import report as quant_report
-    from picojoule.quant.api import _format_of
+    from picojoule.quant.api import weight_format_of
     from picojoule.sparsity import mask_of
 
     rows = [r.to_dict() for r in quant_report(model)]
@@ -122,7 +122,7 @@ def _weights_summary(model: nn.Module) -> tuple[float, int, list[dict[str, Any]]
         m = layer_modules[row["name"]]
         w = m.weight
         n = w.numel()
-        fmt = _format_of(m)
+        fmt = weight_format_of(m)
         if isinstance(fmt, ScaledFormat):
             from picojoule.quant.modules import reduction_last
 
