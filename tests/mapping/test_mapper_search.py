@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from picojoule.arch import Arch, Fanout, MacUnit, MemoryLevel, presets
@@ -192,3 +193,12 @@ def test_cli_prints_tables_and_writes_json(tmp_path) -> None:
         CliRunner().invoke(
             app, ["--arch", "eyriss", "--model", "digits-cnn"], catch_exceptions=False
         )
+
+
+def test_map_workload_time_budget_marks_layers() -> None:
+    result = map_workload(
+        builtin("digits-cnn"), presets.eyeriss(costs="normalized"), time_budget_s=0.0
+    )
+    assert result.timed_out == tuple(r.layer.name for r in result.layers)
+    assert result.to_dict()["timed_out_layers"] == list(result.timed_out)
+    assert all(np.isfinite(r.result.value) for r in result.layers)
