@@ -29,16 +29,13 @@ KB = 1024 * 8  # bits per kB
 # activations with 24-bit partial sums; a 64 kB global buffer per chiplet; 4x4 PEs per
 # chiplet; 36 chiplets in a 6x6 package; 16 nm; up to 1.8 GHz (128 TOPS =
 # 36 x 16 x 64 MACs x 2 ops x ~1.8 GHz).
-SIMBA_PE = dict(
-    vector_width=8,
-    vector_units=8,
-    weight_buffer_kb=32.0,
-    input_buffer_kb=8.0,
-    accum_buffer_kb=3.0,
-    global_buffer_kb=64.0,
-    pe_x=4,
-    pe_y=4,
-)
+SIMBA_VECTOR_WIDTH = 8
+SIMBA_VECTOR_UNITS = 8
+SIMBA_WEIGHT_BUFFER_KB = 32.0
+SIMBA_INPUT_BUFFER_KB = 8.0
+SIMBA_ACCUM_BUFFER_KB = 3.0
+SIMBA_GLOBAL_BUFFER_KB = 64.0
+SIMBA_PES_X = SIMBA_PES_Y = 4
 ACC_BITS = 24
 NODE_NM = 16
 CLOCK_GHZ = 1.8
@@ -98,14 +95,14 @@ def _pe_levels(
 
 def magnet(
     *,
-    vector_width: int = SIMBA_PE["vector_width"],
-    vector_units: int = SIMBA_PE["vector_units"],
-    weight_buffer_kb: float = SIMBA_PE["weight_buffer_kb"],
-    input_buffer_kb: float = SIMBA_PE["input_buffer_kb"],
-    accum_buffer_kb: float = SIMBA_PE["accum_buffer_kb"],
-    global_buffer_kb: float = SIMBA_PE["global_buffer_kb"],
-    pe_x: int = SIMBA_PE["pe_x"],
-    pe_y: int = SIMBA_PE["pe_y"],
+    vector_width: int = SIMBA_VECTOR_WIDTH,
+    vector_units: int = SIMBA_VECTOR_UNITS,
+    weight_buffer_kb: float = SIMBA_WEIGHT_BUFFER_KB,
+    input_buffer_kb: float = SIMBA_INPUT_BUFFER_KB,
+    accum_buffer_kb: float = SIMBA_ACCUM_BUFFER_KB,
+    global_buffer_kb: float = SIMBA_GLOBAL_BUFFER_KB,
+    pe_x: int = SIMBA_PES_X,
+    pe_y: int = SIMBA_PES_Y,
     dataflow: Literal["ws", "os", "local-ws", "local-os"] = "ws",
     collector_words: int = 1,
     mac_format: str | None = "int8",

@@ -22,11 +22,20 @@ CBUF_BITS = 16 * 32 * 1024 * 8  # 16 banks x 32 kB
 ACC_BITS = 32  # CACC accumulates INT8 products in 32-bit (hwarch.html, "Convolution Accumulator")
 
 
-def nvdla(*, node_nm: float = 16.0, clock_ghz: float = 1.0, dram_kind: str = "lpddr4") -> Arch:
+def nvdla(
+    *,
+    node_nm: float = 16.0,
+    clock_ghz: float = 1.0,
+    dram_kind: str = "lpddr4",
+    accumulator_pixels: int = 32,
+) -> Arch:
     """nv_full: DRAM -> CBUF (weights, activations) -> 32 x 64 MAC array -> accumulator.
 
     `node_nm` and `clock_ghz` belong to an implementation (the RTL is process-neutral); the
     defaults are this preset's assumption, set to match the Simba/MAGNet presets' 16 nm.
+    `accumulator_pixels`: output pixels whose 32-bit psums for all Atomic-K kernels the
+    accumulator keeps; the specification gives no size in these terms, so 32 is this
+    preset's assumption (set it to your implementation's).
     """
     return Arch(
         name="nvdla",
@@ -46,9 +55,8 @@ def nvdla(*, node_nm: float = 16.0, clock_ghz: float = 1.0, dram_kind: str = "lp
             MemoryLevel(
                 name="Accumulator",
                 holds=("outputs",),
-                # One 32-bit psum per kernel for each output pixel of a stripe operation, which
-                # chains at most 32 atomic operations (hwarch.html, "Convolution Core").
-                capacity_bits=ATOMIC_K * 32 * ACC_BITS,
+                # One 32-bit psum per kernel per resident output pixel.
+                capacity_bits=ATOMIC_K * accumulator_pixels * ACC_BITS,
                 width_bits=ATOMIC_K * ACC_BITS,
                 fanout=Fanout(mesh_x=ATOMIC_K, mesh_y=ATOMIC_C, x_dims=("K",), y_dims=("C",)),
             ),
