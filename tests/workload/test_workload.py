@@ -145,3 +145,10 @@ def test_from_model_reads_formats_of_an_already_quantized_model() -> None:
     got = from_model(model, torch.randn(2, 1, 8, 8))
     assert {layer.weight_format for layer in got.layers} == {"int4/channel"}
     assert {layer.input_format for layer in got.layers} == {"e4m3/tensor"}
+
+
+def test_from_model_names_layers_it_cannot_model() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ConvTranspose2d(4, 2, 2))
+    with pytest.warns(UserWarning, match=r"not mapped .*1 \(ConvTranspose2d\)"):
+        got = from_model(model, torch.randn(1, 3, 6, 6))
+    assert [layer.name for layer in got.layers] == ["0"]

@@ -10,11 +10,13 @@ shapes (so attention's `q @ k.T` and `attn @ v` become matmul layers). Each laye
   applied), else `fp16`;
 * densities: the weight mask's density (if `sparsify_` was applied) and the measured
   fraction of non-zero inputs in this example run (ReLU outputs are sparse).
+3-D and transposed convolutions are not modelled; they are named in a warning.
 """
 
 from __future__ import annotations
 
 import operator
+import warnings
 from dataclasses import replace
 from typing import Any
 
@@ -30,6 +32,8 @@ __all__ = ["from_model", "apply_recipe"]
 
 FLOAT_FORMAT = "fp16"
 _MATMULS = {torch.matmul, torch.bmm, operator.matmul}
+# Weighted layers whose loop nests this package does not describe (reported, not mapped).
+_UNMODELLED = (nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
 
 def _operand_formats(module: nn.Module | None, name: str, recipe: Any) -> tuple[str, str, float]:
@@ -162,6 +166,7 @@ class _Recorder(fx.Interpreter):
         self.recipe = recipe
         self.layers: list[Layer] = []
         self.counts: dict[str, int] = {}
+        self.skipped: list[str] = []
 
     def _name(self, base: str) -> str:
         k = self.counts.get(base, 0)
@@ -180,6 +185,8 @@ class _Recorder(fx.Interpreter):
             elif isinstance(mod, nn.Linear) and x is not None:
                 fm = _operand_formats(mod, str(n.target), self.recipe)
                 self.layers.append(_linear_layer(name, x, mod.out_features, mod.in_features, fm))
+            elif isinstance(mod, _UNMODELLED):
+                self.skipped.append(f"{name} ({type(mod).__name__})")
         elif n.op == "call_function" and n.target in _MATMULS:
             a, b = (self.env[arg] if isinstance(arg, fx.Node) else arg for arg in n.args[:2])
             self.layers.append(_matmul_layer(self._name(n.name), a, b, self.recipe))
@@ -211,6 +218,12 @@ def from_model(model: nn.Module, example_input: Any, recipe: Any = None) -> Work
     with torch.no_grad():
         recorder.run(*args)
     name = type(model).__name__
+    if recorder.skipped:
+        warnings.warn(
+            f"{name}: not mapped (no loop-nest model for these layer types): "
+            + ", ".join(recorder.skipped),
+            stacklevel=2,
+        )
     if not recorder.layers:
         raise ShapeError(f"{name} has no convolution, linear or matmul layer to map")
     return Workload(name=name, layers=tuple(recorder.layers))
