@@ -212,7 +212,7 @@ def test_bandwidth_bound_latency() -> None:
     arch = _arch([_dram(bandwidth_bits_per_cycle=4.0)])
     cost = evaluate(LAYER, arch, _mapping(({d: getattr(LAYER, d) for d in DIMS}, "NGKCPQRS")))
     macs, outs = LAYER.macs, LAYER.output_elems
-    bits = 8 * macs + 8 * macs + 24 * (macs - outs) + 24 * macs
+    bits = 8 * macs + 8 * macs + 24 * (macs - outs) + 24 * (macs - outs) + 8 * outs
     assert cost.cycles == pytest.approx(bits / 4.0)
     assert cost.bound_by == "DRAM"
     assert cost.utilization == pytest.approx(macs / cost.cycles)

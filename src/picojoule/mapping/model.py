@@ -155,7 +155,7 @@ def evaluate_batch(
             # Union over the children of one parent: child extents times fanouts p..c-1
             # (fanout factors of levels [a, c) are sp_suffix[a] // sp_suffix[c]).
             child = ext[:, c] // sp_suffix[:, c]
-            union = footprint(o, child * sp_suffix[:, p], strides) if c > p else tile
+            union = footprint(o, child * sp_suffix[:, p], strides)
             moved = ev * union * inst[:, p]
             # Elements crossing each fanout f in [p, c): per port under f.
             for f in range(p, c):
@@ -194,7 +194,9 @@ def evaluate_batch(
     energy_pj = level_e.sum(axis=(1, 2)) + net_e.sum(axis=1) + mac_e
 
     # Latency: compute (one temporal iteration per cycle) against each level's bandwidth.
-    traffic_bits = ((reads + writes) * access_bits).sum(axis=2) / inst[:, :L]
+    traffic = ((reads + writes) * access_bits).sum(axis=2)
+    traffic[:, 0] -= out_total * (bits[_O] - out_bits)  # final outputs at output width
+    traffic_bits = traffic / inst[:, :L]
     bw = np.array([lv.bandwidth_bits_per_cycle or np.inf for lv in arch.levels], dtype=np.float64)
     bw_cycles = traffic_bits / bw[None, :]
     cycles = np.maximum(total_t.astype(np.float64), bw_cycles.max(axis=1))
