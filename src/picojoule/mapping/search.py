@@ -2,14 +2,16 @@
 
 Public: `search`, `exhaustive`, `SearchResult`, `OBJECTIVES`, `NoMappingError`.
 
-`search` is an iterated local search over the pruned map space (`picojoule.mapping.space`):
-steepest descent where one step moves one prime factor (or a loop's whole factor) of one loop
-from one slot to another, or changes one level's loop order, every neighbour of the current
-point evaluated at once by the vectorized model; then `restarts` perturbations of the best
-point, each followed by descent. It is deterministic for a given seed. A time budget stops it
-early; the result then says so and carries the best mapping found so far. `exhaustive`
-evaluates every point of the pruned space (small layers only) and is the reference the
-benchmark holds `search` to.
+`search` is a multi-start variable-neighbourhood descent over the pruned map space
+(`picojoule.mapping.space`). It draws `samples` random points, keeps the `starts` best
+feasible ones plus the all-outer point, and descends from all of them at once: a step
+evaluates, in one batch for every point, each move of one prime factor (or a loop's whole
+factor) to another slot and each alternative loop order; at a local minimum it tries swaps
+(two loops trade a factor between two slots, which crosses capacity walls), and stops when
+neither improves. It is deterministic for a given seed. A time budget stops it early; the
+result then says so and carries the best mapping found so far. `exhaustive` evaluates every
+point of the pruned space (small layers only) and is the reference the benchmark holds
+`search` to.
 """
 
 from __future__ import annotations
