@@ -97,8 +97,8 @@ def main() -> None:
             zz_s, zz_source = float(measured), "measured on this machine (vs_zigzag.py)"
 
     arch, net = presets.eyeriss(), builtin("resnet18")
-    map_workload(net, arch)  # warm imports and the energy tables
-    wall, cpu, result = _timed(lambda: map_workload(net, arch), 5)
+    map_workload(net, arch, cache=False)  # warm imports and the energy tables
+    wall, cpu, result = _timed(lambda: map_workload(net, arch, cache=False), 5)
     longer = map_workload(net, arch, samples=5000, starts=32)
     speed = Table(title="ResNet-18 on the Eyeriss preset (energy objective)")
     for col in ("mapper", "wall s", "CPU s", "x ZigZag (CPU)", "pJ/MAC", "evaluations"):
@@ -163,7 +163,9 @@ def main() -> None:
         if name == "eyeriss-normalized":
             continue
         spec, r50 = presets.preset(name), builtin("resnet50")
-        _, t_default, quick = _timed(lambda spec=spec, r50=r50: map_workload(r50, spec), 1)
+        _, t_default, quick = _timed(
+            lambda spec=spec, r50=r50: map_workload(r50, spec, cache=False), 1
+        )
         slow = map_workload(r50, spec, samples=4000, starts=32)
         gap = 100 * (quick.pj_per_mac / slow.pj_per_mac - 1)
         presets_rows.append(

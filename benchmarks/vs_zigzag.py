@@ -183,7 +183,7 @@ def compare(console: Console, zz: dict) -> dict:
     net = builtin("resnet18")  # int8 weights/activations, as ZigZag's ONNX precisions
     ours = {r.layer.name: r for r in map_workload(net, arch).layers}
     wall, cpu = time.perf_counter(), time.process_time()
-    result = map_workload(net, arch)
+    result = map_workload(net, arch, cache=False)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     table = Table(title="ResNet-18 on ZigZag's eyeriss_like (K x C unrolling, energy objective)")
     for col in (

@@ -202,3 +202,17 @@ def test_map_workload_time_budget_marks_layers() -> None:
     assert result.timed_out == tuple(r.layer.name for r in result.layers)
     assert result.to_dict()["timed_out_layers"] == list(result.timed_out)
     assert all(np.isfinite(r.result.value) for r in result.layers)
+
+
+def test_map_workload_reuses_results_for_the_same_inputs() -> None:
+    arch = presets.eyeriss(costs="normalized")
+    first = map_workload(builtin("digits-cnn"), arch, seed=11)
+    again = map_workload(builtin("digits-cnn"), arch, seed=11)
+    assert all(a.result is b.result for a, b in zip(first.layers, again.layers, strict=True))
+    fresh = map_workload(builtin("digits-cnn"), arch, seed=11, cache=False)
+    assert fresh.layers[0].result is not first.layers[0].result
+    assert fresh.energy_pj == first.energy_pj
+    other = map_workload(
+        builtin("digits-cnn"), presets.eyeriss(costs="normalized", mac_pj=2.0), seed=11
+    )
+    assert other.layers[0].result is not first.layers[0].result

@@ -12,6 +12,7 @@ traffic at the outer level's bandwidth, whichever is slower.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from picojoule.arch.energy import EnergyTable, operand_bits, resolve_energy
@@ -193,6 +194,10 @@ class WorkloadCost:
         }
 
 
+CACHE_SIZE = 4096  # layer results kept per process (least recently used go first)
+_CACHE: OrderedDict[tuple[object, ...], tuple[SearchResult, SpeedOfLight, str]] = OrderedDict()
+
+
 def map_workload(
     workload: Workload,
     arch: Arch,
@@ -202,19 +207,29 @@ def map_workload(
     seed: int = 0,
     samples: int = 400,
     starts: int = 6,
+    cache: bool = True,
 ) -> WorkloadCost:
     """Search every distinct layer of `workload` on `arch` and total the costs.
 
     `time_budget_s` bounds the whole run; it is shared evenly among the layers not yet
     searched, and a layer that runs out keeps its best mapping so far (listed in
-    `WorkloadCost.timed_out`).
+    `WorkloadCost.timed_out`). Without a time budget the search is a pure function of its
+    inputs, so with `cache` the results are kept in this process and reused by later calls
+    with the same architecture, layer shape, formats and search settings.
     """
     start = time.perf_counter()
     unique: dict[tuple[object, ...], tuple[SearchResult, SpeedOfLight, str]] = {}
     keys = [layer.shape_key() for layer in workload.layers]
     pending = len(set(keys))
     results = []
+    use_cache = cache and time_budget_s is None
+    spec = arch.model_dump_json() if use_cache else ""
     for layer, key in zip(workload.layers, keys, strict=True):
+        memo = (spec, key, objective, seed, samples, starts)
+        if use_cache and key not in unique and memo in _CACHE:
+            _CACHE.move_to_end(memo)
+            unique[key] = _CACHE[memo]
+            pending -= 1
         if key not in unique:
             budget = None
             if time_budget_s is not None:
@@ -233,6 +248,10 @@ def map_workload(
             )
             unique[key] = (found, speed_of_light(layer, arch, energy), energy.mac_format)
             pending -= 1
+            if use_cache and not found.timed_out:
+                _CACHE[memo] = unique[key]
+                while len(_CACHE) > CACHE_SIZE:
+                    _CACHE.popitem(last=False)
         found, bound, fmt = unique[key]
         results.append(LayerResult(layer=layer, result=found, bound=bound, mac_format=fmt))
     return WorkloadCost(
