@@ -216,3 +216,24 @@ def test_map_workload_reuses_results_for_the_same_inputs() -> None:
         builtin("digits-cnn"), presets.eyeriss(costs="normalized", mac_pj=2.0), seed=11
     )
     assert other.layers[0].result is not first.layers[0].result
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["--objective", "power"], "use one of energy, latency, edp"),
+        (["--model", "resnet19"], "did you mean: resnet18"),
+        (["--recipe", "w:int99"], "int99"),
+    ],
+)
+def test_cli_bad_input_is_a_picojoule_error(args: list[str], match: str) -> None:
+    from typer.testing import CliRunner
+
+    from picojoule.mapping.cli import app
+
+    with pytest.raises(PicojouleError, match=match):
+        CliRunner().invoke(
+            app,
+            ["--arch", "eyeriss-normalized", "--model", "digits-cnn", *args],
+            catch_exceptions=False,
+        )
