@@ -25,6 +25,7 @@ class LayerCount:
     macs: int  # dense multiply-accumulates for one inference
     mults: int  # multiplies this recipe needs (Winograd reduces them)
     weight_density: float
+    input_density: float  # non-zero fraction of the input seen (ReLU zeros, padding excluded)
     weight_bits: float  # per element, amortized scales included
     input_bits: float
     weight_elems: int
@@ -105,6 +106,7 @@ def layer_counts(model: nn.Module, example: Any) -> list[LayerCount]:
                     macs=int(macs),
                     mults=int(mults),
                     weight_density=density,
+                    input_density=max(float((x != 0).float().mean()), 1.0 / x.numel()),
                     weight_bits=wbits,
                     input_bits=abits,
                     weight_elems=w.numel(),

@@ -25,7 +25,7 @@ from picojoule.study.tasks import Task, fingerprint
 
 __all__ = ["RecipeResult", "StudyResult", "run", "apply_recipe"]
 
-RESULT_VERSION = 3  # bump when what a recipe result holds changes (invalidates cached rows)
+RESULT_VERSION = 4  # bump when what a recipe result holds changes (invalidates cached rows)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,10 +108,12 @@ def _summarise(recs: Sequence, recipe: Recipe, lever: str) -> list[str]:
 
 
 def _weights_summary(model: nn.Module) -> tuple[float, int, list[dict[str, Any]]]:
-    """Bits per weight (parameter-weighted) and exact weight bytes, from the layer formats."""
+    """Bits per weight (parameter-weighted) and exact weight bytes as stored: the layer's
+    format with every scale, in the smallest sparse layout when a mask pruned it."""
     from picojoule.formats import ScaledFormat
     from picojoule.quant import report as quant_report
     from picojoule.quant.api import weight_format_of
+    from picojoule.quant.modules import reduction_last
     from picojoule.sparsity import mask_of
 
     rows = [r.to_dict() for r in quant_report(model)]
@@ -120,21 +122,23 @@ def _weights_summary(model: nn.Module) -> tuple[float, int, list[dict[str, Any]]
     layer_modules = dict(model.named_modules())
     for row in rows:
         m = layer_modules[row["name"]]
-        w = m.weight
+        w = reduction_last(m.weight.detach(), "weight")
         n = w.numel()
         fmt = weight_format_of(m)
         if isinstance(fmt, ScaledFormat):
-            from picojoule.quant.modules import reduction_last
-
-            bits = fmt.storage_bits(tuple(reduction_last(w.detach(), "weight").shape))
+            bits = float(fmt.storage_bits(tuple(w.shape)))
         elif fmt is not None:
             bits = fmt.bits_per_element * n
         else:
-            bits = w.element_size() * 8 * n
+            bits = w.element_size() * 8.0 * n
         mask = mask_of(m)
-        density = float(mask.mask.float().mean()) if mask is not None else 1.0
-        row["density"] = density
+        row["density"] = float(mask.mask.float().mean()) if mask is not None else 1.0
+        row["layout"] = "dense"
+        if mask is not None:
+            row["layout"], sparse_bits = _sparse_storage_bits(w, mask.pattern, bits / n)
+            bits = min(bits, sparse_bits)
         row["params"] = n
+        row["stored_bits"] = bits
         total_bits += bits
         n_weights += n
     for name, p in model.named_parameters():
@@ -142,6 +146,19 @@ def _weights_summary(model: nn.Module) -> tuple[float, int, list[dict[str, Any]]
             total_bits += p.numel() * 32
     bpw = total_bits / n_weights if n_weights else float("nan")
     return bpw, math.ceil(total_bits / 8), rows
+
+
+def _sparse_storage_bits(w: torch.Tensor, pattern: str, value_bits: float) -> tuple[str, float]:
+    """Smallest compressed layout of a pruned weight (N:M values + indices, else CSR or
+    bitmask; `picojoule.sparsity.storage`), with values at the layer's bits per element."""
+    from picojoule.sparsity import parse_pattern, storage
+
+    nm = parse_pattern(pattern)
+    layouts = [pattern] if nm.kind == "nm" else ["csr", "bitmask"]
+    best = min((storage(lay, w, "fp32") for lay in layouts), key=lambda s: s.total_bytes)
+    # storage() priced values at 32 bits; re-price them at the layer's own width
+    kept = best.values_bytes * 8 / 32
+    return best.layout, kept * value_bits + best.metadata_bytes * 8
 
 
 def _evaluate_recipe(

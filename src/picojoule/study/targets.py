@@ -74,6 +74,7 @@ def _workload(counts: list[LayerCount]):
             input_format=c.input_format,
             output_format=c.input_format,
             weight_density=c.weight_density,
+            input_density=c.input_density,
             **c.dims,
         )
         for c in counts
@@ -230,6 +231,8 @@ def _accelerator_bill(counts: list[LayerCount], target: str) -> dict[str, Any]:
             "outputs each moved once)",
             "Winograd layers: direct loop nest mapped, math re-billed by multiplies/MACs plus "
             "transform additions at the input format's add energy",
-            "batch 1: one inference = one example input",
+            "batch 1: one inference = one example input; operand densities measured on it "
+            "(weights: sparsity masks; inputs: zeros such as ReLU outputs) - the preset decides "
+            "whether zeros save energy (gating) or bytes (compression)",
         ],
     }
