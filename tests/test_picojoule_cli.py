@@ -33,6 +33,7 @@ def test_formats_lists_families(monkeypatch, capsys):
          "cannot import"),
         (("study", "--model", "pkg:build"), "needs --data"),
         (("study", "--threads", "-1"), "--threads"),
+        (("study", "--out", "/proc/picojoule-report"), "cannot write the report"),
     ],
 )  # fmt: skip
 def test_user_errors_are_one_line(monkeypatch, capsys, args, fragment):
@@ -47,3 +48,25 @@ def test_subcommands_are_mounted(monkeypatch, capsys):
     assert code == 0
     for name in ("study", "formats", "winograd", "map", "dse", "bench", "explain", "sparsity"):
         assert name in out
+
+
+def test_study_on_a_user_model(monkeypatch, capsys, tmp_path):
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent / "study"))
+    recipes = tmp_path / "r.yaml"
+    recipes.write_text("- name: int8\n  quant: w:int8,a:int8\n- name: nvfp4\n  quant: w:nvfp4\n")
+    mod = "user_model_fixture"
+    code, out = _main(
+        monkeypatch, capsys, "study", "--model", f"{mod}:build", "--data", f"{mod}:loader",
+        "--metric", f"{mod}:score", "--recipes", str(recipes), "--out", str(tmp_path / "o"),
+        "--no-cache", "--threads", "1",
+    )  # fmt: skip
+    assert code == 0, out
+    assert "int8" in out and "nvfp4" in out and "report:" in out
+    assert (tmp_path / "o" / "report.html").exists()
+    code, out = _main(
+        monkeypatch, capsys, "study", "--model", f"{mod}:build", "--data", f"{mod}:bad_loader",
+        "--metric", f"{mod}:score", "--out", str(tmp_path / "o"), "--no-cache",
+    )  # fmt: skip
+    assert code == 2 and "loader's batches fit the model" in out

@@ -49,10 +49,12 @@ def study(
         torch.set_num_threads(threads)
     from picojoule.models.digits import cache_dir
     from picojoule.study import load_recipes, load_task, summary_table, write_report
+    from picojoule.study.report import check_writable
     from picojoule.study.runner import run
     from picojoule.study.targets import check_target
 
     check_target(target)
+    check_writable(out)
     recs = load_recipes(recipes)
     task = load_task(model, data, metric)
     db = None if no_cache else (cache or cache_dir() / "study.sqlite")

@@ -21,7 +21,7 @@ from rich.table import Table
 from picojoule.errors import PicojouleError
 from picojoule.study.runner import StudyResult
 
-__all__ = ["REPORT_SCHEMA", "to_json", "summary_table", "write_report"]
+__all__ = ["REPORT_SCHEMA", "to_json", "summary_table", "write_report", "check_writable"]
 
 REPORT_SCHEMA = "picojoule.study/1"
 
@@ -277,8 +277,8 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_report(study: StudyResult, out_dir: Path) -> tuple[Path, Path]:
-    """Write report.json and report.html into `out_dir` (created); returns both paths."""
+def check_writable(out_dir: Path) -> Path:
+    """Create `out_dir` and prove it writable (before a long study, not after)."""
     out_dir = Path(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -290,6 +290,12 @@ def write_report(study: StudyResult, out_dir: Path) -> tuple[Path, Path]:
             f"cannot write the report to {out_dir}: {e.strerror}; pass --out with a writable "
             "directory"
         ) from None
+    return out_dir
+
+
+def write_report(study: StudyResult, out_dir: Path) -> tuple[Path, Path]:
+    """Write report.json and report.html into `out_dir` (created); returns both paths."""
+    out_dir = check_writable(out_dir)
     jpath, hpath = out_dir / "report.json", out_dir / "report.html"
     _atomic_write(jpath, json.dumps(to_json(study), indent=1, default=float))
     _atomic_write(hpath, render_html(study))
