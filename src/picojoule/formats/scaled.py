@@ -309,7 +309,7 @@ def _block_amax(blocks: torch.Tensor) -> torch.Tensor:
     from picojoule.formats.cast import CHUNK
 
     n, size = blocks.shape
-    out = torch.empty(n, 1, dtype=blocks.dtype)
+    out = torch.empty(n, 1, dtype=blocks.dtype, device=blocks.device)
     step = max(1, CHUNK // size)
     for i in range(0, n, step):
         torch.amax(blocks[i : i + step].abs(), dim=-1, keepdim=True, out=out[i : i + step])
