@@ -10,8 +10,14 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("triton")
+torch = pytest.importorskip("torch")
 
 
+@pytest.mark.skipif(
+    torch.cuda.is_available(),
+    reason="with CUDA the compiled kernels themselves are tested (test_kernels_cuda.py); "
+    "Triton 3.6's interpreter failed inside its own __call__ on the H100 machine",
+)
 def test_kernels_match_references_in_interpreter() -> None:
     # A subprocess: TRITON_INTERPRET must be set before the kernels are first decorated.
     env = {**os.environ, "TRITON_INTERPRET": "1", "TRITON_DEFAULT_FP_FUSION": "1"}
