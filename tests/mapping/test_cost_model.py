@@ -206,6 +206,19 @@ def test_sparsity_gating_and_compression_change_energy_by_the_density() -> None:
             dense_cost.energy_by_level_pj[level]["inputs"] * (0.5 * 8 + 1) / 8
         )
     assert got.mac_energy_pj == dense_cost.mac_energy_pj  # compression alone gates nothing
+    # Eyeriss-style data gating: only zero inputs skip the MAC; weights' zeros do not.
+    input_gated, _ = _two_level(sparse=SparseSupport(gate_zero_inputs=True))
+    assert evaluate(sparse, input_gated, mapping).mac_energy_pj == pytest.approx(
+        dense_cost.mac_energy_pj * 0.5
+    )
+
+
+def test_eyeriss_preset_gates_zero_inputs_only() -> None:
+    from picojoule.arch.presets import preset
+
+    sp = preset("eyeriss").sparse
+    assert sp.gate_zero_inputs and not sp.gate_zero_macs
+    assert sp.mac_density(0.25, 0.5) == 0.5
 
 
 def test_bandwidth_bound_latency() -> None:

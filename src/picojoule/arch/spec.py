@@ -130,13 +130,22 @@ class SparseSupport(_Frozen):
     """What the hardware does with zeros (layer densities come from the workload).
 
     `gate_zero_macs`: a MAC with a zero operand spends no energy (NVDLA's zero gating); cycles
-    are unchanged. `compressed`: weights and inputs are stored and moved as non-zeros plus
+    are unchanged. `gate_zero_inputs`: only a zero *input* activation gates the MAC (Eyeriss
+    v1's data gating, Chen et al., JSSC 2017, section V-B); memory accesses are still counted.
+    `compressed`: weights and inputs are stored and moved as non-zeros plus
     `metadata_bits_per_element` (1.0 = a bitmask), at every level.
     """
 
     gate_zero_macs: bool = False
+    gate_zero_inputs: bool = False
     compressed: bool = False
     metadata_bits_per_element: float = Field(default=1.0, ge=0.0)
+
+    def mac_density(self, weight_density: float, input_density: float) -> float:
+        """Fraction of a layer's MACs that spend energy."""
+        if self.gate_zero_macs:
+            return weight_density * input_density
+        return input_density if self.gate_zero_inputs else 1.0
 
 
 class Arch(_Frozen):

@@ -189,7 +189,7 @@ def evaluate_batch(
     out_bits = float(get_format(layer.output_format).bits_per_element)
     level_e[:, 0, _O] -= out_total * (bits[_O] - out_bits) * energy.write_pj_per_bit[0, _O]
     net_e = (deliv * access_bits).sum(axis=2) * energy.network_pj_per_bit[None]
-    density = layer.weight_density * layer.input_density if arch.sparse.gate_zero_macs else 1.0
+    density = arch.sparse.mac_density(layer.weight_density, layer.input_density)
     mac_e = layer.macs * energy.mac_pj * density
     energy_pj = level_e.sum(axis=(1, 2)) + net_e.sum(axis=1) + mac_e
 

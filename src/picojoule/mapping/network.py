@@ -43,7 +43,7 @@ def speed_of_light(layer: Layer, arch: Arch, energy: EnergyTable) -> SpeedOfLigh
         + layer.input_elems * bits["inputs"] * energy.read_pj_per_bit[0, i]
         + layer.output_elems * out_bits * energy.write_pj_per_bit[0, o]
     )
-    density = layer.weight_density * layer.input_density if arch.sparse.gate_zero_macs else 1.0
+    density = arch.sparse.mac_density(layer.weight_density, layer.input_density)
     mac_pj = layer.macs * energy.mac_pj * density
     dram_bits = (
         layer.weight_elems * bits["weights"]

@@ -25,7 +25,11 @@ from picojoule.study.tasks import Task, fingerprint
 
 __all__ = ["RecipeResult", "StudyResult", "run", "apply_recipe"]
 
-RESULT_VERSION = 4  # bump when what a recipe result holds changes (invalidates cached rows)
+RESULT_VERSION = 5  # bump when what a recipe result holds changes (invalidates cached rows)
+# Everything that shapes a recipe's numbers: a change in any of them invalidates cached rows.
+_RESULT_CODE = ("picojoule.formats", "picojoule.quant", "picojoule.sparsity", "picojoule.winograd",
+                "picojoule.workload", "picojoule.arch", "picojoule.mapping", "picojoule.energy",
+                "picojoule.study")  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -217,7 +221,10 @@ def run(
 
     gpu_runs = load_measured(measured, target) if measured else None
     mtag = f"|measured:{gpu_runs['digest']}" if gpu_runs else ""
-    study_key = f"v{RESULT_VERSION}|{task.name}|{version}|{target}{mtag}"
+    from picojoule.versioning import code_digest
+
+    code = code_digest(_RESULT_CODE)
+    study_key = f"v{RESULT_VERSION}+{code}|{task.name}|{version}|{target}{mtag}"
     results: list[RecipeResult] = []
     try:
         for i, recipe in enumerate(recipes):
