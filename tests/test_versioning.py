@@ -23,3 +23,22 @@ def test_digest_tracks_file_contents(tmp_path, monkeypatch):
 
 def test_missing_packages_are_ignored():
     assert code_digest(("picojoule_no_such_pkg",)) == code_digest(())
+
+
+def test_a_module_hashes_only_its_own_file(tmp_path, monkeypatch):
+    pkg = tmp_path / "pj_probe_mod"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("A = 1\n")
+    (pkg / "b.py").write_text("B = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code_digest.cache_clear()
+    first = code_digest(("pj_probe_mod.a",))
+    (pkg / "b.py").write_text("B = 2\n")
+    code_digest.cache_clear()
+    assert code_digest(("pj_probe_mod.a",)) == first
+    (pkg / "a.py").write_text("A = 2\n")
+    code_digest.cache_clear()
+    assert code_digest(("pj_probe_mod.a",)) != first
+    for m in ("pj_probe_mod", "pj_probe_mod.a"):
+        sys.modules.pop(m, None)

@@ -1,7 +1,8 @@
 """Code digests for result caches: a cached number is only as good as the code that made it.
 
-`code_digest(packages)` hashes every source and data file of the named packages, so a cache
-keyed by it invalidates itself when the model that produced its rows changes.
+`code_digest(names)` hashes every source and data file of the named packages (or the one file
+of a named module), so a cache keyed by it invalidates itself when the model that produced its
+rows changes.
 """
 
 from __future__ import annotations
@@ -17,16 +18,24 @@ _SUFFIXES = {".py", ".yaml", ".csv", ".json", ".jsonl"}
 
 
 @cache
-def code_digest(packages: tuple[str, ...]) -> str:
-    """12-hex-digit SHA-256 of the files of `packages` (sorted by package-relative path)."""
+def code_digest(names: tuple[str, ...]) -> str:
+    """12-hex-digit SHA-256 of the files of the packages or modules in `names`."""
     h = hashlib.sha256()
-    for pkg in sorted(packages):
-        spec = importlib.util.find_spec(pkg)
+    for name in sorted(names):
+        spec = importlib.util.find_spec(name)
         if spec is None or spec.origin is None:
             continue
-        root = Path(spec.origin).parent
-        for path in sorted(root.rglob("*")):
-            if path.suffix in _SUFFIXES and "__pycache__" not in path.parts:
-                h.update(f"{pkg}/{path.relative_to(root)}".encode())
-                h.update(path.read_bytes())
+        origin = Path(spec.origin)
+        if spec.submodule_search_locations is None:  # a module: its own file
+            files = [(name, origin)]
+        else:
+            root = origin.parent
+            files = [
+                (f"{name}/{p.relative_to(root)}", p)
+                for p in sorted(root.rglob("*"))
+                if p.suffix in _SUFFIXES and "__pycache__" not in p.parts
+            ]
+        for label, path in files:
+            h.update(label.encode())
+            h.update(path.read_bytes())
     return h.hexdigest()[:12]

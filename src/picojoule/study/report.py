@@ -164,7 +164,10 @@ def _plots(study: StudyResult) -> dict[str, str]:
             bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
         ax.set_ylabel("energy per inference (pJ)")
         ax.tick_params(axis="x", rotation=60, labelsize=7)
-        ax.legend(fontsize=6, ncol=2, title="layer", title_fontsize=7)
+        # Many layers (a transformer has dozens): legend beside the plot, in columns.
+        ncol = max(1, math.ceil(len(layer_names) / 24))
+        ax.legend(fontsize=5 if len(layer_names) > 12 else 7, ncol=ncol, title="layer",
+                  title_fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # fmt: skip
         ax.set_title("per-layer energy")
         out["layers"] = _png(fig)
 
@@ -178,10 +181,19 @@ def _plots(study: StudyResult) -> dict[str, str]:
             ]
             for r in quantized
         ]
-        fig, ax = plt.subplots(figsize=(1.2 + 0.7 * len(layer_names), 0.9 + 0.3 * len(quantized)))
+        recipes = [r.recipe.name for r in quantized]
+        # Layers along whichever axis leaves the labels readable: rows when there are many.
+        tall = len(layer_names) > 16
+        if tall:
+            grid = [list(col) for col in zip(*grid, strict=True)]
+            size = (2.5 + 0.45 * len(recipes), 1.0 + 0.22 * len(layer_names))
+        else:
+            size = (1.5 + 0.6 * len(layer_names), 1.2 + 0.3 * len(recipes))
+        fig, ax = plt.subplots(figsize=size)
         im = ax.imshow(grid, aspect="auto", cmap="magma_r")
-        ax.set_xticks(range(len(layer_names)), layer_names, rotation=60, fontsize=7)
-        ax.set_yticks(range(len(quantized)), [r.recipe.name for r in quantized], fontsize=7)
+        xs, ys = (recipes, layer_names) if tall else (layer_names, recipes)
+        ax.set_xticks(range(len(xs)), xs, rotation=60, ha="right", fontsize=7)
+        ax.set_yticks(range(len(ys)), ys, fontsize=6 if tall else 7)
         fig.colorbar(im, ax=ax, label="weight relative RMS error")
         ax.set_title("per-layer weight error")
         out["errors"] = _png(fig)
@@ -192,7 +204,7 @@ def _plots(study: StudyResult) -> dict[str, str]:
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
-table{border-collapse:collapse;font-size:13px;margin:1em 0}
+table{border-collapse:collapse;font-size:13px;margin:1em 0;display:block;overflow-x:auto}
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
 td:first-child,th:first-child{text-align:left}
 th{background:#f0f0f0} img{max-width:100%} .note{color:#555;font-size:13px}
@@ -239,11 +251,12 @@ def _sparsity_section(study: StudyResult) -> str:
     head = ["layer", "kind", "shape", "pattern", "density", "2:4 kernel?", "GPU kernel",
             "bytes saved", "MACs saved", "predicted speedup"]  # fmt: skip
     notes = sorted({x["speedup_assumption"] for x in r.sparsity})
-    return (
-        f"<h2>Sparsity: which layers got the sparse kernel ({html.escape(r.recipe.name)})</h2>"
-        + _table(rows, head)
-        + "".join(f"<p class=note>{html.escape(n)}</p>" for n in notes)
-    )
+    body = _table(rows, head) + "".join(f"<p class=note>{html.escape(n)}</p>" for n in notes)
+    title = f"Sparsity: which layers got the sparse kernel ({html.escape(r.recipe.name)})"
+    if not sparse:  # nothing pruned: the table only says what 2:4 could reach; fold it
+        return (f"<h2>{title}</h2><details><summary>no recipe prunes weights; the {len(rows)} "
+                "layers' 2:4 qualification</summary>" + body + "</details>")  # fmt: skip
+    return f"<h2>{title}</h2>" + body
 
 
 def render_html(study: StudyResult) -> str:

@@ -27,9 +27,11 @@ __all__ = ["RecipeResult", "StudyResult", "run", "apply_recipe"]
 
 RESULT_VERSION = 5  # bump when what a recipe result holds changes (invalidates cached rows)
 # Everything that shapes a recipe's numbers: a change in any of them invalidates cached rows.
+# (The report's rendering is not among them: re-rendering needs no recomputation.)
 _RESULT_CODE = ("picojoule.formats", "picojoule.quant", "picojoule.sparsity", "picojoule.winograd",
                 "picojoule.workload", "picojoule.arch", "picojoule.mapping", "picojoule.energy",
-                "picojoule.study")  # fmt: skip
+                "picojoule.models", "picojoule.study.runner", "picojoule.study.cost",
+                "picojoule.study.targets", "picojoule.study.tasks")  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)
