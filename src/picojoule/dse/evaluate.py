@@ -22,11 +22,8 @@ as GPU datasheets count sparse TOPS.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 from picojoule.dse.chip import ChipArea, chip_area
@@ -195,38 +192,18 @@ _MODEL_PACKAGES = (
     "picojoule.energy",
     "picojoule.formats",
 )
-_MODEL_FILES = ("picojoule.sparsity.patterns",)  # sparsity: only the pattern -> density rule
-_MODEL_MODULES = ("area", "chip", "params", "evaluate")
-_MODEL_SUFFIXES = {".py", ".yaml", ".csv", ".json"}
+_MODEL_FILES = (
+    "picojoule.sparsity.patterns",  # sparsity: only the pattern -> density rule
+    *(f"picojoule.dse.{m}" for m in ("area", "chip", "params", "evaluate")),
+)
 
 
-@cache
 def model_version() -> str:
     """`<picojoule version>+<hash of the cost model's code and data>`."""
     import picojoule
+    from picojoule.versioning import code_digest
 
-    h = hashlib.sha256()
-    files: list[tuple[str, Path]] = []
-    for pkg in _MODEL_PACKAGES:
-        spec = importlib.util.find_spec(pkg)
-        if spec is None or spec.origin is None:
-            continue
-        root = Path(spec.origin).parent
-        files += [
-            (f"{pkg}/{p.relative_to(root)}", p)
-            for p in root.rglob("*")
-            if p.suffix in _MODEL_SUFFIXES and "__pycache__" not in p.parts
-        ]
-    for module in _MODEL_FILES:
-        spec = importlib.util.find_spec(module)
-        if spec is not None and spec.origin is not None:
-            files.append((module, Path(spec.origin)))
-    here = Path(__file__).parent
-    files += [(f"picojoule.dse/{m}.py", here / f"{m}.py") for m in _MODEL_MODULES]
-    for name, path in sorted(files):
-        h.update(name.encode())
-        h.update(path.read_bytes())
-    return f"{picojoule.__version__}+{h.hexdigest()[:12]}"
+    return f"{picojoule.__version__}+{code_digest((*_MODEL_PACKAGES, *_MODEL_FILES))}"
 
 
 @dataclass(frozen=True, kw_only=True)
