@@ -116,13 +116,14 @@ def round_nearest_ref(x: np.ndarray, fmt: FloatFormat, *, saturate: bool) -> np.
 def round_toward_zero_ref(x: np.ndarray, fmt: FloatFormat, *, saturate: bool) -> np.ndarray:
     """Truncation of `x` onto `fmt` (largest grid magnitude <= |x|), in float64.
 
-    Values at or past the next binade step above max (max + spacing) count as overflow, as in
-    picojoule's cast (truncation of the unbounded-range result)."""
+    IEEE 754 section 7.4: roundTowardZero carries every finite overflow to max; only an
+    infinite input stays infinite (then `_finish` applies the format's inf/NaN rule)."""
     x = x.astype(np.float64)
     a = np.nan_to_num(np.abs(x), nan=0.0, posinf=np.finfo(np.float64).max)
     lo, hi = _neighbours(a, fmt)
     r = np.where(hi == a, hi, lo)
-    r = np.where(a >= fmt.max + spacing(np.array([fmt.max]), fmt)[0], np.inf, r)
+    r = np.where(a >= fmt.max, fmt.max, r)
+    r = np.where(np.isinf(x), np.inf, r)
     return _finish(r, x, fmt, saturate)
 
 

@@ -88,7 +88,9 @@ def quantize_float(
     Overflow (a finite value that rounds past `fmt.max`, or +-inf):
     `saturate=True` gives +-max (torch's float8 cast for e4m3fn, PTX `cvt.satfinite`, the OCP MX
     element conversion); `saturate=False` gives +-inf where the format has inf, else NaN
-    (ml_dtypes' behaviour). Formats with neither inf nor NaN (e2m1, e3m2, e2m3) always saturate.
+    (ml_dtypes' behaviour); under `rounding="toward_zero"` a finite value never overflows (it
+    truncates to +-max, IEEE 754 section 7.4) and only +-inf does. Formats with neither inf nor
+    NaN (e2m1, e3m2, e2m3) always saturate.
     NaN stays NaN (also for formats without a NaN code: the float container can hold it;
     `encode` refuses it). fnuz formats have no -0: negative values that round to zero give +0.
     Unsigned formats (e8m0) give NaN for negative inputs and for zero (which they cannot hold).
@@ -117,6 +119,8 @@ def quantize_float(
         y = _round(xc * inv_q, rounding, generator).mul_(q)
         if overflow is not None:
             y = y.clamp_(-overflow, overflow)  # NaN passes through clamp
+        elif rounding == "toward_zero":  # IEEE 754 7.4: roundTowardZero never overflows to inf
+            y = y.clamp_(-fmax, fmax).masked_fill_(torch.isinf(xc), overflow_val).copysign_(xc)
         else:
             y = y.masked_fill_(y.abs() > fmax, overflow_val).copysign_(xc)
         if not fmt.signed:
