@@ -195,3 +195,31 @@ def test_measured_file_errors(tmp_path):
     with pytest.raises(ConfigError, match="not a GPU"):
         run(_model, _data, _agreement, RECIPES[:1], target="eyeriss",
             measured=_bench_json(tmp_path / "e.json", device="eyeriss"))  # fmt: skip
+
+
+def test_qat_takes_tuple_inputs_and_a_task_loss():
+    """MiniLM-style QAT: the model takes (ids, mask); the loss is a cosine distillation."""
+    from picojoule.quant import quantize_
+    from picojoule.sparsity import finetune
+
+    class TwoInput(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(8, 8)
+
+        def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            return self.lin(x * mask)
+
+    torch.manual_seed(0)
+    teacher = TwoInput()
+    student = TwoInput()
+    student.load_state_dict(teacher.state_dict())
+    quantize_(student, "w:int4/channel,a:int4")
+    xs = [(torch.randn(16, 8), torch.ones(16, 8)) for _ in range(4)]
+    data = [(x, teacher(*x).detach()) for x in xs]
+
+    def cos_loss(a, b):
+        return (1 - torch.nn.functional.cosine_similarity(a, b, dim=-1)).mean()
+
+    res = finetune(student, data, 60, 1e-2, loss_fn=cos_loss)
+    assert res.last_loss < res.first_loss

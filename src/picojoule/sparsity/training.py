@@ -65,6 +65,9 @@ def finetune(
 ) -> FinetuneResult:
     """Train `model` for `steps` Adam steps on `(input, target)` batches, masks held fixed.
 
+    `input` is a tensor or a tuple of the model's positional arguments. Fake-quantized layers
+    train through the straight-through estimator, so this is also quantization-aware training.
+
     The loader is re-iterated as often as `steps` needs. Restores the train/eval mode.
     """
     if steps < 1 or lr <= 0:
@@ -80,7 +83,13 @@ def finetune(
     batches = _endless(loader)
     for _ in range(steps):
         x, y = next(batches)
-        loss = loss_fn(model(x.to(device)), y.to(device))
+        # A tuple input is the model's positional arguments (e.g. token ids and mask).
+        out = (
+            model(*(t.to(device) for t in x))
+            if isinstance(x, tuple | list)
+            else model(x.to(device))
+        )
+        loss = loss_fn(out, y.to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -98,7 +98,9 @@ def apply_recipe(model: nn.Module, recipe: Recipe, task: Task) -> dict[str, list
             )
         from picojoule.sparsity import finetune
 
-        finetune(model, batches, recipe.finetune_steps, recipe.finetune_lr)
+        loss_fn = getattr(task, "loss_fn", None)  # tasks without one train on cross-entropy
+        kw = {"loss_fn": loss_fn} if loss_fn is not None else {}
+        finetune(model, batches, recipe.finetune_steps, recipe.finetune_lr, **kw)
         model.eval()
     return done
 

@@ -103,8 +103,18 @@ class MiniLMStudyTask:
     def calibration_batches(self, n: int) -> list:
         return self._task.calibration_batches(n)
 
-    def train_batches(self) -> None:
-        return None
+    def train_batches(self) -> list[tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]]:
+        """Distillation data for QAT: held-out calibration sentences (never the evaluated
+        pairs) with the FP32 model's embeddings as targets."""
+        batches = self._task.calibration_batches(5)
+        reference = self._task.model().eval()
+        with torch.no_grad():
+            return [(b, reference(*b)) for b in batches]
+
+    @staticmethod
+    def loss_fn(emb: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Cosine distance to the FP32 embedding: the metric the study reports."""
+        return (1.0 - torch.nn.functional.cosine_similarity(emb, target, dim=-1)).mean()
 
 
 def _resolve(spec: str, what: str) -> Callable:
