@@ -223,3 +223,25 @@ def test_qat_takes_tuple_inputs_and_a_task_loss():
 
     res = finetune(student, data, 60, 1e-2, loss_fn=cos_loss)
     assert res.last_loss < res.first_loss
+
+
+def test_default_model_study_with_sparsity_table(tmp_path):
+    """The `make demo` path on the digits CNN: FP32 baseline, 2:4 + fine-tune, report."""
+    from picojoule.study import DigitsTask
+    from picojoule.study.runner import run as run_task
+
+    res = run_task(
+        DigitsTask(),
+        [Recipe(name="fp32"), Recipe(name="2:4+ft", sparsity="2:4", finetune_steps=50)],
+        target="eyeriss",
+        cache=None,
+    )
+    base, sparse = res.results
+    assert base.metrics["accuracy"] > 95.0
+    assert abs(sparse.metrics["accuracy"] - base.metrics["accuracy"]) <= 1.0
+    rows = {r["name"]: r for r in sparse.sparsity}
+    assert rows["9"]["qualifies_2to4"] and rows["9"]["pattern"] == "2:4"  # fc1 256->64
+    assert not rows["0"]["qualifies_2to4"]  # the first conv: skipped, and no conv kernel
+    assert sparse.model_bytes < base.model_bytes * 0.6  # 2:4 values + 2-bit indices
+    _, hpath = write_report(res, tmp_path)
+    assert "which layers got the sparse kernel (2:4+ft)" in hpath.read_text()
