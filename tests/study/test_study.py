@@ -245,3 +245,16 @@ def test_default_model_study_with_sparsity_table(tmp_path):
     assert sparse.model_bytes < base.model_bytes * 0.6  # 2:4 values + 2-bit indices
     _, hpath = write_report(res, tmp_path)
     assert "which layers got the sparse kernel (2:4+ft)" in hpath.read_text()
+
+
+def test_accelerator_yaml_target(tmp_path):
+    from picojoule.arch import arch_to_yaml, presets
+
+    spec = tmp_path / "my_accel.yaml"
+    spec.write_text(arch_to_yaml(presets.preset("simba")))
+    res = run(_model, _data, _agreement, RECIPES[:2], target=str(spec), cache=None)
+    assert all(r.cost["energy_pj"] >= r.cost["sol_energy_pj"] > 0 for r in res.results)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("levels: 3\n")
+    with pytest.raises(ConfigError, match="'name' is required"):
+        run(_model, _data, _agreement, RECIPES[:1], target=str(bad), cache=None)

@@ -228,7 +228,10 @@ def run(
     from picojoule.versioning import code_digest
 
     code = code_digest(_RESULT_CODE)
-    study_key = f"v{RESULT_VERSION}+{code}|{task.name}|{version}|{target}{mtag}"
+    from picojoule.study.targets import check_target, target_id
+
+    check_target(target)
+    study_key = f"v{RESULT_VERSION}+{code}|{task.name}|{version}|{target_id(target)}{mtag}"
     results: list[RecipeResult] = []
     try:
         for i, recipe in enumerate(recipes):

@@ -45,12 +45,35 @@ def targets() -> list[str]:
     return accelerators() + gpu_names()
 
 
+def _is_arch_file(name: str) -> bool:
+    from pathlib import Path
+
+    return name.endswith((".yaml", ".yml")) and Path(name).is_file()
+
+
+def target_id(name: str) -> str:
+    """What the result cache keys on: the name, plus a content digest for an arch YAML file."""
+    if not _is_arch_file(name):
+        return name
+    import hashlib
+    from pathlib import Path
+
+    return f"{name}@{hashlib.sha256(Path(name).read_bytes()).hexdigest()[:12]}"
+
+
 def check_target(name: str) -> None:
+    """Accept a preset, a GPU, or an accelerator YAML file (validated here, before any work)."""
+    if _is_arch_file(name):
+        from picojoule.arch import load_arch
+
+        load_arch(name)
+        return
     names = targets()
     if name not in names:
         raise ConfigError(
             f"unknown target {name!r}; accelerator presets: {', '.join(accelerators())}; "
-            f"GPUs: {', '.join(gpu_names())} (did you mean {nearest(name, names)}?)"
+            f"GPUs: {', '.join(gpu_names())}; or an accelerator YAML file "
+            f"(docs/accelerator.md) (did you mean {nearest(name, names)}?)"
         )
 
 
@@ -188,10 +211,10 @@ def _gpu_bill(counts: list[LayerCount], target: str, measured: dict | None) -> d
 
 
 def _accelerator_bill(counts: list[LayerCount], target: str) -> dict[str, Any]:
-    from picojoule.arch.presets import preset
+    from picojoule.arch import load_arch
     from picojoule.mapping.network import map_workload
 
-    arch = preset(target)
+    arch = load_arch(target)  # a preset name or a YAML file
     cost = map_workload(_workload(counts), arch, "energy", **_SEARCH)
     rows, total, sol = [], 0.0, 0.0
     for c, r in zip(counts, cost.layers, strict=True):
