@@ -87,22 +87,9 @@ def _add_pj(fmt: str) -> float:
 
 
 def _workload(counts: list[LayerCount]):
-    from picojoule.workload.layer import Layer, Workload
+    from picojoule.workload.layer import Workload
 
-    layers = tuple(
-        Layer(
-            name=c.name,
-            kind="linear" if c.kind == "Linear" else "conv",
-            weight_format=c.weight_format,
-            input_format=c.input_format,
-            output_format=c.input_format,
-            weight_density=c.weight_density,
-            input_density=c.input_density,
-            **c.dims,
-        )
-        for c in counts
-    )
-    return Workload(name="study", layers=layers)
+    return Workload(name="study", layers=tuple(c.layer for c in counts))
 
 
 def bill(counts: list[LayerCount], target: str, measured: dict | None = None) -> dict[str, Any]:
@@ -221,7 +208,9 @@ def _accelerator_bill(counts: list[LayerCount], target: str) -> dict[str, Any]:
         e = r.energy_pj
         math_pj = r.result.cost.mac_energy_pj
         if c.mults != c.macs:  # Winograd: fewer multiplies, plus transform additions
-            e += math_pj * (c.mults / c.macs - 1.0) + c.transform_adds * _add_pj(c.input_format)
+            e += math_pj * (c.mults / c.macs - 1.0) + c.transform_adds * _add_pj(
+                c.layer.input_format
+            )
             math_pj *= c.mults / c.macs
         total += e
         sol += r.bound.energy_pj

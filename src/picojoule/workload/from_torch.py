@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from picojoule.errors import ShapeError
 from picojoule.workload.layer import Layer, Workload
 
-__all__ = ["from_model", "apply_recipe"]
+__all__ = ["from_model", "apply_recipe", "layer_of"]
 
 FLOAT_FORMAT = "fp16"
 _MATMULS = {torch.matmul, torch.bmm, operator.matmul}
@@ -36,9 +36,12 @@ _MATMULS = {torch.matmul, torch.bmm, operator.matmul}
 _UNMODELLED = (nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
 
-def _operand_formats(module: nn.Module | None, name: str, recipe: Any) -> tuple[str, str, float]:
+def _operand_formats(
+    module: nn.Module | None, name: str, recipe: Any, float_format: str = FLOAT_FORMAT
+) -> tuple[str, str, float]:
     """(weight format, input format, weight density) for one layer: the single place where
-    picojoule.hw reads the quant recipe and the sparsity parametrization."""
+    picojoule.hw reads the quant recipe and the sparsity parametrization. Operands neither
+    names in a format are `float_format`."""
     density = 1.0
     if module is not None:
         from picojoule.sparsity import mask_of
@@ -51,11 +54,11 @@ def _operand_formats(module: nn.Module | None, name: str, recipe: Any) -> tuple[
 
         cfg = parse_recipe(recipe).for_module(name)
         if cfg is None:
-            return FLOAT_FORMAT, FLOAT_FORMAT, density
-        w = cfg.weight.resolve("weight").name if cfg.weight else FLOAT_FORMAT
-        a = cfg.activation.resolve("activation").name if cfg.activation else FLOAT_FORMAT
+            return float_format, float_format, density
+        w = cfg.weight.resolve("weight").name if cfg.weight else float_format
+        a = cfg.activation.resolve("activation").name if cfg.activation else float_format
         return w, a, density
-    w = a = FLOAT_FORMAT
+    w = a = float_format
     if module is not None:
         from picojoule.quant import weight_transforms
 
@@ -138,6 +141,27 @@ def _linear_layer(
     )
 
 
+def layer_of(
+    name: str,
+    mod: nn.Module,
+    x: torch.Tensor,
+    out: torch.Tensor,
+    *,
+    key: str | None = None,
+    recipe: Any = None,
+    float_format: str = FLOAT_FORMAT,
+) -> Layer | None:
+    """The `Layer` of one Conv1d/Conv2d/Linear call on input `x` giving `out` (None for any
+    other module). `key` is the module name recipes match (default `name`)."""
+    if isinstance(mod, nn.Conv1d | nn.Conv2d):
+        fm = _operand_formats(mod, key or name, recipe, float_format)
+        return _conv_layer(name, x, out, mod, fm)
+    if isinstance(mod, nn.Linear):
+        fm = _operand_formats(mod, key or name, recipe, float_format)
+        return _linear_layer(name, x, mod.out_features, mod.in_features, fm)
+    return None
+
+
 def _matmul_layer(name: str, a: torch.Tensor, b: torch.Tensor, recipe: Any) -> Layer:
     """`a [..., M, C] @ b [..., C, K]`: rows in N, batch/heads in G. Both are activations."""
     if a.dim() < 2 or b.dim() < 2:
@@ -179,12 +203,13 @@ class _Recorder(fx.Interpreter):
             mod = self.module.get_submodule(str(n.target))
             x = self.env[n.args[0]] if isinstance(n.args[0], fx.Node) else None
             name = self._name(str(n.target))
-            if isinstance(mod, nn.Conv1d | nn.Conv2d) and x is not None:
-                fm = _operand_formats(mod, str(n.target), self.recipe)
-                self.layers.append(_conv_layer(name, x, out, mod, fm))
-            elif isinstance(mod, nn.Linear) and x is not None:
-                fm = _operand_formats(mod, str(n.target), self.recipe)
-                self.layers.append(_linear_layer(name, x, mod.out_features, mod.in_features, fm))
+            layer = (
+                layer_of(name, mod, x, out, key=str(n.target), recipe=self.recipe)
+                if x is not None
+                else None
+            )
+            if layer is not None:
+                self.layers.append(layer)
             elif isinstance(mod, _UNMODELLED):
                 self.skipped.append(f"{name} ({type(mod).__name__})")
         elif n.op == "call_function" and n.target in _MATMULS:
