@@ -19,7 +19,7 @@ import torch
 
 from picojoule.gpu.power import measure_energy, nvml_available
 from picojoule.gpu.spec import GpuPeaks
-from picojoule.gpu.timing import time_cuda
+from picojoule.gpu.timing import UNSUPPORTED, first_line, time_cuda
 
 __all__ = ["GEMM_FORMATS", "GemmResult", "gemm_sweep", "measure_bandwidth", "BandwidthResult"]
 
@@ -143,9 +143,10 @@ def _one(
             energy_pj_per_op=pj,
             rel_error=err,
         )
-    except (RuntimeError, NotImplementedError, TypeError) as e:  # unsupported on this GPU/lib
-        msg = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
-        return GemmResult(fmt=fmt, m=m, n=n, k=k, peak_tflops=peak, note=f"not run: {msg}")
+    except UNSUPPORTED as e:
+        return GemmResult(
+            fmt=fmt, m=m, n=n, k=k, peak_tflops=peak, note=f"not run: {first_line(e)}"
+        )
     finally:
         torch.backends.cuda.matmul.allow_tf32 = prev_tf32
 

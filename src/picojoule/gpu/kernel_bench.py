@@ -27,7 +27,7 @@ from picojoule.gpu.ops import (
     tuning_key,
 )
 from picojoule.gpu.packing import PACKED_FORMATS, PackedWeight, dequant, pack
-from picojoule.gpu.timing import time_cuda
+from picojoule.gpu.timing import UNSUPPORTED, first_line, time_cuda
 
 __all__ = ["KernelRow", "decode_rows", "prefill_rows", "m_sweep", "Problem"]
 
@@ -94,13 +94,13 @@ def _row(
     reps = 30 if p.m * p.n * p.k < 2**36 else 15
     try:
         err = _rel(fn(), ref())
-    except (RuntimeError, NotImplementedError) as e:
-        return KernelRow(**base, bytes_moved=moved, note=f"not run: {str(e).splitlines()[0][:160]}")
+    except UNSUPPORTED as e:
+        return KernelRow(**base, bytes_moved=moved, note=f"not run: {first_line(e)}")
     try:
         t = time_cuda(fn, reps=reps, cuda_graph=True)
     except RuntimeError as e:  # capture refused (a host sync inside fn): time it eagerly
         t = time_cuda(fn, reps=reps)
-        note = (note + "; " if note else "") + f"eager timing ({str(e).splitlines()[0][:80]})"
+        note = (note + "; " if note else "") + f"eager timing ({first_line(e, 80)})"
     bound = None
     if copy_tbs:
         bound = p.flops / (moved / (copy_tbs * 1e12)) / 1e12

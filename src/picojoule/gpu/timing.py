@@ -10,7 +10,18 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Timing", "time_cuda", "as_graph", "cpu_time"]
+__all__ = ["Timing", "time_cuda", "as_graph", "cpu_time", "first_line", "UNSUPPORTED"]
+
+# What the GPU stack raises for a format or kernel it does not support on this device/library
+# (torch raises NotImplementedError for missing kernels): benchmarks record "not run: ...".
+UNSUPPORTED = (RuntimeError, NotImplementedError, TypeError)
+
+
+def first_line(e: BaseException, limit: int = 160) -> str:
+    """The first line of an exception's message (its type name if empty), for result notes."""
+    text = str(e)
+    return text.splitlines()[0][:limit] if text else type(e).__name__
+
 
 _FLUSH_BYTES = 256 << 20  # 5x the H100's 50 MB L2
 
