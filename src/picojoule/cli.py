@@ -47,7 +47,7 @@ def study(
         import torch
 
         torch.set_num_threads(threads)
-    from picojoule.models.digits import cache_dir
+    from picojoule.paths import cache_dir
     from picojoule.study import load_recipes, load_task, summary_table, write_report
     from picojoule.study.report import check_writable
     from picojoule.study.runner import run

@@ -23,8 +23,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from picojoule.errors import PicojouleError
+from picojoule.paths import cache_dir
 
-__all__ = ["build", "dataset", "train", "load_default", "evaluate", "DigitsData", "cache_dir"]
+__all__ = ["build", "dataset", "train", "load_default", "evaluate", "DigitsData"]
 
 _VERSION = "digits-cnn-v1"  # bump when the architecture or training recipe changes
 _SEED = 0
@@ -101,16 +102,6 @@ def evaluate(model: nn.Module, data: DigitsData) -> float:
     for xb, yb in data.loader("test"):
         correct += int((model(xb).argmax(-1) == yb).sum())
     return 100.0 * correct / len(data.y_test)
-
-
-def cache_dir() -> Path:
-    """`$PICOJOULE_CACHE` or the platform's user cache dir."""
-    env = os.environ.get("PICOJOULE_CACHE")
-    if env:
-        return Path(env)
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("picojoule"))
 
 
 def load_default(*, retrain: bool = False) -> tuple[nn.Module, DigitsData]:
