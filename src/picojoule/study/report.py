@@ -155,11 +155,12 @@ def _plots(study: StudyResult) -> dict[str, str]:
         layer_names = [lay["name"] for lay in res[0].cost.get("layers_energy", [])]
         bottom = [0.0] * len(res)
         cmap = plt.get_cmap("tab20")
+        energy = [
+            {x["name"]: x.get("energy_pj") or 0.0 for x in r.cost.get("layers_energy", [])}
+            for r in res
+        ]
         for j, ln in enumerate(layer_names):
-            vals = []
-            for r in res:
-                lay = {x["name"]: x for x in r.cost.get("layers_energy", [])}.get(ln, {})
-                vals.append(lay.get("energy_pj", 0.0) or 0.0)
+            vals = [e.get(ln, 0.0) for e in energy]
             ax.bar(names, vals, bottom=bottom, label=ln, color=cmap(j % 20))
             bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
         ax.set_ylabel("energy per inference (pJ)")
