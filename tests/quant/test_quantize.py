@@ -41,6 +41,24 @@ def test_layout_round_trip_is_identity():
     assert torch.equal(restore_layout(reduction_last(a, "activation"), a, "activation"), a)
 
 
+@pytest.mark.parametrize("fmt", ["vsq4_v16_s4", "mxfp4", "nvfp4"])
+def test_linear_input_vectors_run_along_features_at_any_rank(fmt):
+    """A transformer Linear sees [batch, tokens, hidden]; its vectors and blocks must run along
+    hidden (what the layer reduces), not along tokens (what a conv's channel dim 1 would be)."""
+    torch.manual_seed(0)
+    lin, conv = nn.Linear(64, 8), nn.Conv1d(64, 8, 1)
+    quantize_(lin, f"a:{fmt}")
+    quantize_(conv, f"a:{fmt}")
+    x = torch.randn(2, 5, 64) * torch.logspace(-3, 3, 64)  # per-feature ranges differ widely
+    q = get(fmt).quantize(x.reshape(-1, 64), coarse="tensor").view_as(x)
+    assert torch.equal(lin.input_quantizer(x), q)
+    # the same values as a conv input [N, C, L] are blocked along C: the same numbers
+    xc = x.transpose(1, 2)
+    assert torch.equal(conv.input_quantizer(xc), q.transpose(1, 2))
+    a = torch.randn(2, 5, 64)
+    assert torch.equal(restore_layout(reduction_last(a, "features"), a, "features"), a)
+
+
 def test_activation_quantized_and_overrides_keep_float():
     m = cnn()
     recs = quantize_(m, "w:int8,a:e4m3", overrides={"5": None})

@@ -67,7 +67,10 @@ def _quantize_module(module: nn.Module, name: str, cfg: QuantConfig) -> Applied 
     if layer_cfg.activation is not None:
         a = layer_cfg.activation
         module.input_quantizer = ActivationFakeQuant(
-            a.resolve("activation"), calibration=a.calibration, percentile=a.percentile
+            a.resolve("activation"),
+            calibration=a.calibration,
+            percentile=a.percentile,
+            role="features" if isinstance(module, nn.Linear) else "activation",
         )
         module.register_forward_pre_hook(_input_hook)
         done.append(f"a:{module.input_quantizer.fmt.name}")

@@ -10,7 +10,9 @@
 
 Layouts: scaled formats expect the reduction dimension last. A Linear weight [out, in] already
 is; a Conv weight [K, C, R, S] is viewed as [K, R*S*C] (C fastest, so blocks and vectors run
-along input channels as in VS-Quant and NVDLA); a conv input [N, C, H, W] as [N*H*W, C].
+along input channels as in VS-Quant and NVDLA); a conv input [N, C, H, W] as [N*H*W, C]
+(role "activation"), and a Linear input [..., in] of any rank as [prod(...), in] (role
+"features"), so vectors always run along the dimension the layer reduces.
 Gradients use the straight-through estimator: d(fake_quant(x))/dx = 1.
 """
 
@@ -39,7 +41,12 @@ def ste(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 
 
 def reduction_last(t: torch.Tensor, role: str) -> torch.Tensor:
-    """View a weight or activation with its reduction dimension last (see module docstring)."""
+    """View a weight or activation with its reduction dimension last (see module docstring).
+
+    role: "weight" (reduction over dim 1 and the kernel), "activation" (a conv input,
+    channels in dim 1) or "features" (a Linear input, features in the last dim)."""
+    if role == "features":
+        return t.reshape(-1, t.shape[-1]) if t.dim() > 2 else t
     if t.dim() <= 2:
         return t
     if role == "weight":  # [K, C, *kernel] -> [K, *kernel, C] -> [K, prod(kernel) * C]
@@ -51,7 +58,7 @@ def reduction_last(t: torch.Tensor, role: str) -> torch.Tensor:
 
 def restore_layout(flat: torch.Tensor, like: torch.Tensor, role: str) -> torch.Tensor:
     """Inverse of `reduction_last`."""
-    if like.dim() <= 2:
+    if like.dim() <= 2 or role == "features":
         return flat.view(like.shape)
     if role == "weight":
         k, c, *kernel = like.shape
@@ -109,7 +116,11 @@ class CodebookWeight(nn.Module):
 
 class ActivationFakeQuant(nn.Module):
     """Fake-quantizes a layer input. `calibration="dynamic"` takes scales from each batch;
-    otherwise `observe()` collects statistics and `freeze()` fixes a static amax."""
+    otherwise `observe()` collects statistics and `freeze()` fixes a static amax.
+
+    `role` says which dimension the layer reduces, and so where blocks and vectors run:
+    "activation" for a conv input (channels in dim 1), "features" for a Linear input (the
+    last dim, whatever the rank: a transformer's [batch, tokens, hidden])."""
 
     def __init__(
         self,
@@ -118,9 +129,13 @@ class ActivationFakeQuant(nn.Module):
         calibration: str = "dynamic",
         percentile: float = 99.99,
         rounding: str = "nearest_even",
+        role: str = "activation",
     ) -> None:
         super().__init__()
+        if role not in ("activation", "features"):
+            raise ValueError(f"role {role!r}: use 'activation' (conv input) or 'features'")
         self.fmt = fmt
+        self.role = role
         self.calibration = calibration
         self.rounding = rounding
         self.observer = Observer(calibration, percentile) if calibration != "dynamic" else None
@@ -142,13 +157,13 @@ class ActivationFakeQuant(nn.Module):
         if not x.is_floating_point():
             return x  # token ids and masks pass through untouched
         if self.observing and self.observer is not None:
-            self.observer.update(reduction_last(x.detach(), "activation"))
+            self.observer.update(reduction_last(x.detach(), self.role))
             return x
         amax = self.amax.item() if self.static and _takes_amax(self.fmt) else None
-        return ste(x, _fake_quant(self.fmt, x, "activation", self.rounding, amax))
+        return ste(x, _fake_quant(self.fmt, x, self.role, self.rounding, amax))
 
     def extra_repr(self) -> str:
-        return f"{self.fmt.name}, calibration={self.calibration}"
+        return f"{self.fmt.name}, calibration={self.calibration}, role={self.role}"
 
 
 def _takes_amax(fmt: Format) -> bool:
