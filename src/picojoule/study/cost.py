@@ -3,6 +3,10 @@
 `layer_counts` walks one forward pass with hooks (any model runs; no tracing needed) and turns
 each Linear/Conv call into a `picojoule.workload.Layer` through the workload package's own
 builder (`layer_of`: loop bounds, the recipe's formats, weight and measured input densities).
+Matrix products called as functions - attention's QK^T and AV, including inside
+`F.scaled_dot_product_attention` - are caught by a torch function mode and costed as `matmul`
+layers with FP32 operands: recipes quantize modules, and these run unquantized in the
+emulation too, so accuracy and cost describe the same computation.
 On top it records the multiplies the recipe really needs (Winograd needs fewer) and the
 Winograd transform additions. `recipe_cost` hands the layers to the target model.
 """
@@ -14,6 +18,8 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
 
 from picojoule.workload.layer import Layer
 
@@ -57,13 +63,66 @@ def _winograd_ops(m: nn.Conv2d, out: torch.Tensor) -> tuple[int, int]:
     return int(ops.multiplies), int(ops.transform_adds)
 
 
+class _FunctionalMatmuls(TorchFunctionMode):
+    """Records the matrix products a model calls as functions, not modules (attention's QK^T
+    and AV: `torch.matmul`, `@`, `bmm`, `F.scaled_dot_product_attention`), each named after the
+    innermost module running it. Products inside a layer module (a Winograd conv's transforms,
+    a quantizer) belong to that layer and are skipped."""
+
+    def __init__(
+        self, stack: list[nn.Module], names: dict[nn.Module, str], rows: list[LayerCount]
+    ) -> None:
+        super().__init__()
+        self.stack, self.names, self.rows = stack, names, rows
+        self.seen: dict[str, int] = {}
+
+    def _name(self, base: str) -> str:
+        k = self.seen.get(base, 0)
+        self.seen[base] = k + 1
+        return base if k == 0 else f"{base}#{k}"
+
+    def _add(self, layer: Layer) -> None:
+        self.rows.append(LayerCount(layer=layer, kind="matmul", mults=layer.macs))
+
+    def __torch_function__(
+        self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None
+    ) -> Any:
+        from picojoule.quant.api import SUPPORTED
+        from picojoule.workload.from_torch import MATMULS, matmul_layer, sdpa_layers
+
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if any(isinstance(m, SUPPORTED) for m in self.stack):
+            return out
+        owner = self.names[self.stack[-1]] if self.stack else ""
+        prefix = f"{owner}." if owner else ""
+        if func in MATMULS and len(args) >= 2:
+            a, b = args[0], args[1]
+            if (
+                isinstance(a, torch.Tensor)
+                and isinstance(b, torch.Tensor)
+                and min(a.dim(), b.dim()) >= 2
+            ):
+                name = self._name(f"{prefix}matmul")
+                self._add(matmul_layer(name, a, b, float_format=STUDY_FLOAT))
+        elif func is F.scaled_dot_product_attention:
+            base = self._name(f"{prefix}sdpa")
+            for layer in sdpa_layers(base, args, kwargs, float_format=STUDY_FLOAT):
+                self._add(layer)
+        return out
+
+
 def layer_counts(model: nn.Module, example: Any) -> list[LayerCount]:
-    """Per-layer counts for one forward pass on `example` (a tensor or a tuple of inputs)."""
+    """Per-layer counts for one forward pass on `example` (a tensor or a tuple of inputs): every
+    Linear/Conv call and every functional matmul (attention), in the order they finish."""
     from picojoule.quant.api import SUPPORTED, layer_kind
     from picojoule.workload.from_torch import layer_of
 
     rows: list[LayerCount] = []
     hooks = []
+    stack: list[nn.Module] = []
+    names = {m: name for name, m in model.named_modules()}
+    functional = _FunctionalMatmuls(stack, names, rows)
 
     def hook(name: str):
         def fn(m: nn.Module, args: tuple, out: torch.Tensor) -> None:
@@ -78,11 +137,20 @@ def layer_counts(model: nn.Module, example: Any) -> list[LayerCount]:
 
         return fn
 
+    def enter(m: nn.Module, args: tuple) -> None:
+        stack.append(m)
+
+    def leave(m: nn.Module, args: tuple, out: Any) -> None:
+        stack.pop()
+
     for name, m in model.named_modules():
+        # prepend: the module is on the stack before a quantizer's pre-hook runs
+        hooks.append(m.register_forward_pre_hook(enter, prepend=True))
+        hooks.append(m.register_forward_hook(leave, always_call=True))
         if isinstance(m, SUPPORTED):
             hooks.append(m.register_forward_hook(hook(name)))
     try:
-        with torch.no_grad():
+        with torch.no_grad(), functional:
             model.eval()
             if isinstance(example, tuple | list):
                 model(*example)
@@ -108,7 +176,9 @@ def recipe_cost(
         "macs": sum(c.macs for c in counts),
         "mults": sum(c.mults for c in counts),
         "weight_bits": sum(
-            get(c.layer.weight_format).bits_per_element * c.layer.weight_elems for c in counts
+            get(c.layer.weight_format).bits_per_element * c.layer.weight_elems
+            for c in counts
+            if c.layer.kind != "matmul"  # both operands of a matmul are activations
         ),
         "layers": [
             {
@@ -121,4 +191,13 @@ def recipe_cost(
         ],  # fmt: skip
     }
     out.update(bill(counts, target, measured))
+    products = [c for c in counts if c.kind == "matmul"]
+    if products:
+        share = sum(c.macs for c in products) / max(out["macs"], 1)
+        out["assumptions"] = [
+            *out["assumptions"],
+            f"{len(products)} functional matmuls (attention's QK^T and AV; "
+            f"{100 * share:.1f} % of MACs) costed with {STUDY_FLOAT.upper()} operands: recipes "
+            "quantize modules, and the emulation runs these products unquantized too",
+        ]
     return out

@@ -28,10 +28,12 @@ import torch.nn.functional as F
 from picojoule.errors import ShapeError
 from picojoule.workload.layer import Layer, Workload
 
-__all__ = ["from_model", "apply_recipe", "layer_of"]
+__all__ = ["from_model", "apply_recipe", "layer_of", "matmul_layer", "sdpa_layers", "MATMULS"]
 
 FLOAT_FORMAT = "fp16"
-_MATMULS = {torch.matmul, torch.bmm, operator.matmul}
+# Matrix products called as functions (attention's QK^T and AV in most models).
+MATMULS = frozenset({torch.matmul, torch.bmm, operator.matmul, torch.Tensor.matmul,
+                     torch.Tensor.__matmul__, torch.Tensor.bmm})  # fmt: skip
 # Weighted layers whose loop nests this package does not describe (reported, not mapped).
 _UNMODELLED = (nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
@@ -162,13 +164,17 @@ def layer_of(
     return None
 
 
-def _matmul_layer(name: str, a: torch.Tensor, b: torch.Tensor, recipe: Any) -> Layer:
-    """`a [..., M, C] @ b [..., C, K]`: rows in N, batch/heads in G. Both are activations."""
+def matmul_layer(
+    name: str, a: torch.Tensor, b: torch.Tensor, *, recipe: Any = None,
+    float_format: str = FLOAT_FORMAT,
+) -> Layer:  # fmt: skip
+    """`a [..., M, C] @ b [..., C, K]`: rows in N, batch/heads in G. Both are activations, so
+    both take the input format the recipe gives `name` (`float_format` if it names none)."""
     if a.dim() < 2 or b.dim() < 2:
         raise ShapeError(f"{name}: matmul of vectors is not a layer; shapes {tuple(a.shape)}")
     m, c, k = a.shape[-2], a.shape[-1], b.shape[-1]
     g = max(a[..., 0, 0].numel(), b[..., 0, 0].numel())
-    _, a_fmt, _ = _operand_formats(None, name, recipe)
+    _, a_fmt, _ = _operand_formats(None, name, recipe, float_format)
     return Layer(
         name=name,
         kind="matmul",
@@ -181,6 +187,40 @@ def _matmul_layer(name: str, a: torch.Tensor, b: torch.Tensor, recipe: Any) -> L
         output_format=a_fmt,
         weight_density=_density(b),
         input_density=_density(a),
+    )
+
+
+_SDPA_PARAMS = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale")
+
+
+def sdpa_layers(
+    name: str, args: tuple, kwargs: dict, *, recipe: Any = None,
+    float_format: str = FLOAT_FORMAT,
+) -> tuple[Layer, Layer]:  # fmt: skip
+    """The two matmuls of one `F.scaled_dot_product_attention(*args, **kwargs)` call:
+    `name.qk` (Q K^T) and `name.av` (softmax(...) V). The attention matrix is rebuilt with the
+    call's mask and causality, so AV's input density counts masked (zero) probabilities."""
+    bound = dict(zip(_SDPA_PARAMS, args, strict=False)) | kwargs
+    q, k, v = bound["query"], bound["key"], bound["value"]
+    if q.dim() >= 3 and k.dim() >= 3 and k.shape[-3] != q.shape[-3]:
+        # grouped-query attention: each key/value head serves q_heads / kv_heads query heads
+        rep = q.shape[-3] // k.shape[-3]
+        k, v = k.repeat_interleave(rep, dim=-3), v.repeat_interleave(rep, dim=-3)
+    kt = k.transpose(-2, -1)
+    scores = (q @ kt).float()
+    mask = bound.get("attn_mask")
+    if bound.get("is_causal"):
+        sq, sk = scores.shape[-2], scores.shape[-1]
+        mask = torch.ones(sq, sk, dtype=torch.bool, device=q.device).tril()
+    if mask is not None:
+        scores = (
+            scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool
+            else scores + mask.float()
+        )  # fmt: skip
+    probs = torch.nan_to_num(torch.softmax(scores, dim=-1))  # fully masked rows are zeros
+    return (
+        matmul_layer(f"{name}.qk", q, kt, recipe=recipe, float_format=float_format),
+        matmul_layer(f"{name}.av", probs, v, recipe=recipe, float_format=float_format),
     )
 
 
@@ -212,15 +252,14 @@ class _Recorder(fx.Interpreter):
                 self.layers.append(layer)
             elif isinstance(mod, _UNMODELLED):
                 self.skipped.append(f"{name} ({type(mod).__name__})")
-        elif n.op == "call_function" and n.target in _MATMULS:
+        elif n.op == "call_function" and n.target in MATMULS:
             a, b = (self.env[arg] if isinstance(arg, fx.Node) else arg for arg in n.args[:2])
-            self.layers.append(_matmul_layer(self._name(n.name), a, b, self.recipe))
+            self.layers.append(matmul_layer(self._name(n.name), a, b, recipe=self.recipe))
         elif n.op == "call_function" and n.target is F.scaled_dot_product_attention:
-            q, k, v = (self.env[arg] for arg in n.args[:3])
-            kt = k.transpose(-2, -1)
-            probs = torch.softmax(q @ kt, dim=-1)  # the attention matrix [..., Sq, Sk]
-            self.layers.append(_matmul_layer(self._name(f"{n.name}.qk"), q, kt, self.recipe))
-            self.layers.append(_matmul_layer(self._name(f"{n.name}.av"), probs, v, self.recipe))
+            args, kwargs = self.fetch_args_kwargs_from_env(n)
+            qk, av = sdpa_layers(n.name, args, kwargs, recipe=self.recipe)
+            self.layers.append(replace(qk, name=self._name(qk.name)))
+            self.layers.append(replace(av, name=self._name(av.name)))
         return out
 
 
