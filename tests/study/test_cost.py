@@ -110,5 +110,6 @@ def test_assumptions_name_the_unquantized_products():
     cost = recipe_cost(EagerAttention(), _x(), "h100")
     share = 100 * 2 * B * H * S * S * D / cost["macs"]
     assert cost["assumptions"][-1].startswith(
-        f"2 functional matmuls (attention's QK^T and AV; {share:.1f} % of MACs) costed with FP32"
+        f"2 functional matmuls (attention's QK^T and AV; {share:.1f} % of MACs) costed with FP32 "
+        "operands: no attn:"
     )

@@ -105,8 +105,8 @@ def quantize_(
     if backend == "triton":
         from picojoule.gpu.modules import to_packed_
 
-        if cfg.activation is not None or cfg.weight is None:
-            raise ConfigError("backend='triton' runs weight-only recipes (w:...); drop a:")
+        if cfg.activation is not None or cfg.attention is not None or cfg.weight is None:
+            raise ConfigError("backend='triton' runs weight-only recipes (w:...); drop a:/attn:")
         return to_packed_(model, cfg.weight.format)
     if backend != "emulate":
         raise ConfigError(f"unknown backend {backend!r}; use 'emulate' or 'triton'")
@@ -122,7 +122,20 @@ def quantize_(
             f"recipe overrides name layers that do not exist: {', '.join(unmatched)}; "
             f"the model's layers are: {', '.join(names[:12])}{' ...' if len(names) > 12 else ''}"
         )
-    return apply(model, cfg, filter_fn=filter_fn)
+    done = apply(model, cfg, filter_fn=filter_fn)
+    if cfg.attention is not None:
+        done.append(_quantize_products(model, cfg.attention.resolve("activation")))
+    return done
+
+
+def _quantize_products(model: nn.Module, fmt: Format) -> Applied:
+    """attn: the operands of functional matrix products (attention), model-wide."""
+    from picojoule.quant.products import install_products
+
+    if hasattr(model, "product_quantizer"):
+        return Applied(name="<products>", kind="matmul", reason="already quantized")
+    install_products(model, fmt, SUPPORTED)
+    return Applied(name="<products>", kind="matmul", action=f"attn:{fmt.name}")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -5,10 +5,13 @@
     "w:int4/channel"                    weight-only
     "w:int8,a:int8,cal:percentile99.9"  static activation scales from calibration
     "w:e4m3,round:stochastic"           stochastic rounding of weights
+    "w:vsq4_v16_s4,a:vsq4_v16_s4,attn:e4m3"  and attention's QK^T / AV operands in FP8
 
 Keys: `w` weight format, `a` activation format, `cal` activation calibration (`dynamic`
 default, `max`, `percentileP`, `mse`, `entropy`), `round` weight rounding
-(`nearest_even`, `stochastic`, `toward_zero`).
+(`nearest_even`, `stochastic`, `toward_zero`), `attn` the format of both operands of every
+matrix product the model calls as a function rather than a layer - attention's Q K^T and
+softmax V (`picojoule.quant.products`; dynamic scales, model-wide).
 
 A bare element name gets the scaling practice uses: integers, LNS and floats of <= 8 bits are
 scaled per output channel (weights) or per tensor (activations); 16-bit and wider floats are
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from picojoule.errors import ConfigError, FormatError
 from picojoule.formats import (
@@ -34,7 +37,7 @@ from picojoule.formats import (
 __all__ = ["TensorQuant", "QuantConfig", "parse_recipe", "resolve_format", "CALIBRATIONS"]
 
 CALIBRATIONS = ("dynamic", "max", "percentile", "mse", "entropy")
-_KEYS = ("w", "a", "cal", "round")
+_KEYS = ("w", "a", "cal", "round", "attn")
 _ROUNDINGS = ("nearest_even", "stochastic", "toward_zero")
 
 
@@ -61,6 +64,7 @@ class QuantConfig:
 
     weight: TensorQuant | None = None
     activation: TensorQuant | None = None
+    attention: TensorQuant | None = None  # functional products (QK^T, AV), model-wide
     overrides: tuple[tuple[str, QuantConfig | None], ...] = field(default=())
     name: str = ""
 
@@ -80,6 +84,8 @@ class QuantConfig:
             parts.append(f"w:{self.weight.format}")
         if self.activation:
             parts.append(f"a:{self.activation.format}")
+        if self.attention:
+            parts.append(f"attn:{self.attention.format}")
         return ",".join(parts) or "fp32"
 
 
@@ -138,7 +144,7 @@ def parse_recipe(
         rounding = fields.get("round", "nearest_even")
         if rounding not in _ROUNDINGS:
             raise ConfigError(f"round:{rounding}: use one of {', '.join(_ROUNDINGS)}")
-        weight = activation = None
+        weight = activation = attention = None
         try:
             if "w" in fields:
                 weight = TensorQuant(format=fields["w"], rounding=rounding)
@@ -146,12 +152,15 @@ def parse_recipe(
             if "a" in fields:
                 activation = TensorQuant(format=fields["a"], calibration=cal, percentile=pct)
                 activation.resolve("activation")
+            if "attn" in fields:
+                attention = TensorQuant(format=fields["attn"])
+                attention.resolve("activation")
         except FormatError as e:
             raise ConfigError(f"recipe {recipe!r}: {e}") from None
         if "cal" in fields and activation is None:
             raise ConfigError(f"recipe {recipe!r}: cal: calibrates activations; add a:<format>")
-        base = QuantConfig(weight=weight, activation=activation, name=text)
+        base = QuantConfig(weight=weight, activation=activation, attention=attention, name=text)
     if not overrides:
         return base
     ov = tuple((glob, None if v is None else parse_recipe(v)) for glob, v in overrides.items())
-    return QuantConfig(weight=base.weight, activation=base.activation, overrides=ov, name=base.name)
+    return replace(base, overrides=ov)

@@ -5,8 +5,8 @@ each Linear/Conv call into a `picojoule.workload.Layer` through the workload pac
 builder (`layer_of`: loop bounds, the recipe's formats, weight and measured input densities).
 Matrix products called as functions - attention's QK^T and AV, including inside
 `F.scaled_dot_product_attention` - are caught by a torch function mode and costed as `matmul`
-layers with FP32 operands: recipes quantize modules, and these run unquantized in the
-emulation too, so accuracy and cost describe the same computation.
+layers in the format the recipe's `attn:` rounds them to (`picojoule.quant.products`), else in
+FP32 as the emulation runs them: accuracy and cost describe the same computation.
 On top it records the multiplies the recipe really needs (Winograd needs fewer) and the
 Winograd transform additions. `recipe_cost` hands the layers to the target model.
 """
@@ -70,10 +70,14 @@ class _FunctionalMatmuls(TorchFunctionMode):
     a quantizer) belong to that layer and are skipped."""
 
     def __init__(
-        self, stack: list[nn.Module], names: dict[nn.Module, str], rows: list[LayerCount]
+        self,
+        stack: list[nn.Module],
+        names: dict[nn.Module, str],
+        rows: list[LayerCount],
+        fmt: str,
     ) -> None:
         super().__init__()
-        self.stack, self.names, self.rows = stack, names, rows
+        self.stack, self.names, self.rows, self.fmt = stack, names, rows, fmt
         self.seen: dict[str, int] = {}
 
     def _name(self, base: str) -> str:
@@ -88,7 +92,8 @@ class _FunctionalMatmuls(TorchFunctionMode):
         self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None
     ) -> Any:
         from picojoule.quant.api import SUPPORTED
-        from picojoule.workload.from_torch import MATMULS, matmul_layer, sdpa_layers
+        from picojoule.quant.products import MATMULS
+        from picojoule.workload.from_torch import matmul_layer, sdpa_layers
 
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
@@ -104,10 +109,10 @@ class _FunctionalMatmuls(TorchFunctionMode):
                 and min(a.dim(), b.dim()) >= 2
             ):
                 name = self._name(f"{prefix}matmul")
-                self._add(matmul_layer(name, a, b, float_format=STUDY_FLOAT))
+                self._add(matmul_layer(name, a, b, float_format=self.fmt))
         elif func is F.scaled_dot_product_attention:
             base = self._name(f"{prefix}sdpa")
-            for layer in sdpa_layers(base, args, kwargs, float_format=STUDY_FLOAT):
+            for layer in sdpa_layers(base, args, kwargs, float_format=self.fmt):
                 self._add(layer)
         return out
 
@@ -122,7 +127,10 @@ def layer_counts(model: nn.Module, example: Any) -> list[LayerCount]:
     hooks = []
     stack: list[nn.Module] = []
     names = {m: name for name, m in model.named_modules()}
-    functional = _FunctionalMatmuls(stack, names, rows)
+    from picojoule.quant.products import product_format_of
+
+    attn = product_format_of(model)
+    functional = _FunctionalMatmuls(stack, names, rows, attn.name if attn else STUDY_FLOAT)
 
     def hook(name: str):
         def fn(m: nn.Module, args: tuple, out: torch.Tensor) -> None:
@@ -194,10 +202,15 @@ def recipe_cost(
     products = [c for c in counts if c.kind == "matmul"]
     if products:
         share = sum(c.macs for c in products) / max(out["macs"], 1)
+        fmts = sorted({c.layer.input_format for c in products})
+        how = (
+            "FP32 operands: no attn: in the recipe, and the emulation runs them unquantized too"
+            if fmts == [STUDY_FLOAT]
+            else f"{', '.join(fmts)} operands, as the recipe's attn: rounds them"
+        )
         out["assumptions"] = [
             *out["assumptions"],
             f"{len(products)} functional matmuls (attention's QK^T and AV; "
-            f"{100 * share:.1f} % of MACs) costed with {STUDY_FLOAT.upper()} operands: recipes "
-            "quantize modules, and the emulation runs these products unquantized too",
+            f"{100 * share:.1f} % of MACs) costed with {how}",
         ]
     return out

@@ -74,6 +74,8 @@ _SHOOTOUT = [
     _r("nvfp4", quant="w:nvfp4,a:nvfp4"),
     _r("codebook16", quant="w:codebook16,a:int4"),
     _r("lns4", quant="w:lns4_f0,a:int4"),
+    # ... and attention's QK^T / AV operands in 4 bits too (picojoule.quant.products)
+    _r("vsq4_v16_s4+attn", quant="w:vsq4_v16_s4,a:vsq4_v16_s4,attn:vsq4_v16_s4"),
     # QAT: what fine-tuning through the straight-through estimator buys each scaling.
     _r("int4/channel+qat", quant="w:int4/channel,a:int4", finetune_steps=40, finetune_lr=1e-4),
     _r("vsq4_v16_s4+qat", quant="w:vsq4_v16_s4,a:vsq4_v16_s4", finetune_steps=40, finetune_lr=1e-4),

@@ -15,7 +15,6 @@ shapes (so attention's `q @ k.T` and `attn @ v` become matmul layers). Each laye
 
 from __future__ import annotations
 
-import operator
 import warnings
 from dataclasses import replace
 from typing import Any
@@ -26,14 +25,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from picojoule.errors import ShapeError
+from picojoule.quant.products import MATMULS
 from picojoule.workload.layer import Layer, Workload
 
 __all__ = ["from_model", "apply_recipe", "layer_of", "matmul_layer", "sdpa_layers", "MATMULS"]
 
 FLOAT_FORMAT = "fp16"
-# Matrix products called as functions (attention's QK^T and AV in most models).
-MATMULS = frozenset({torch.matmul, torch.bmm, operator.matmul, torch.Tensor.matmul,
-                     torch.Tensor.__matmul__, torch.Tensor.bmm})  # fmt: skip
 # Weighted layers whose loop nests this package does not describe (reported, not mapped).
 _UNMODELLED = (nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
@@ -72,6 +69,19 @@ def _operand_formats(
         if quantizer is not None:
             a = quantizer.fmt.name
     return w, a, density
+
+
+def _product_format(name: str, recipe: Any, float_format: str) -> str:
+    """Operand format of a functional matmul: `attn:` if the recipe has it (model-wide), else
+    the recipe's input format for `name` (a hardware what-if: "all activations in a:")."""
+    if recipe is None:
+        return float_format
+    from picojoule.quant import parse_recipe
+
+    cfg = parse_recipe(recipe)
+    if cfg.attention is not None:
+        return cfg.attention.resolve("activation").name
+    return _operand_formats(None, name, cfg, float_format)[1]
 
 
 def _density(x: torch.Tensor) -> float:
@@ -168,13 +178,14 @@ def matmul_layer(
     name: str, a: torch.Tensor, b: torch.Tensor, *, recipe: Any = None,
     float_format: str = FLOAT_FORMAT,
 ) -> Layer:  # fmt: skip
-    """`a [..., M, C] @ b [..., C, K]`: rows in N, batch/heads in G. Both are activations, so
-    both take the input format the recipe gives `name` (`float_format` if it names none)."""
+    """`a [..., M, C] @ b [..., C, K]`: rows in N, batch/heads in G. Both operands are
+    activations and take one format: the recipe's `attn:`, else the input format it gives
+    `name`, else `float_format`."""
     if a.dim() < 2 or b.dim() < 2:
         raise ShapeError(f"{name}: matmul of vectors is not a layer; shapes {tuple(a.shape)}")
     m, c, k = a.shape[-2], a.shape[-1], b.shape[-1]
     g = max(a[..., 0, 0].numel(), b[..., 0, 0].numel())
-    _, a_fmt, _ = _operand_formats(None, name, recipe, float_format)
+    a_fmt = _product_format(name, recipe, float_format)
     return Layer(
         name=name,
         kind="matmul",
@@ -190,9 +201,6 @@ def matmul_layer(
     )
 
 
-_SDPA_PARAMS = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale")
-
-
 def sdpa_layers(
     name: str, args: tuple, kwargs: dict, *, recipe: Any = None,
     float_format: str = FLOAT_FORMAT,
@@ -200,23 +208,13 @@ def sdpa_layers(
     """The two matmuls of one `F.scaled_dot_product_attention(*args, **kwargs)` call:
     `name.qk` (Q K^T) and `name.av` (softmax(...) V). The attention matrix is rebuilt with the
     call's mask and causality, so AV's input density counts masked (zero) probabilities."""
-    bound = dict(zip(_SDPA_PARAMS, args, strict=False)) | kwargs
-    q, k, v = bound["query"], bound["key"], bound["value"]
-    if q.dim() >= 3 and k.dim() >= 3 and k.shape[-3] != q.shape[-3]:
-        # grouped-query attention: each key/value head serves q_heads / kv_heads query heads
-        rep = q.shape[-3] // k.shape[-3]
-        k, v = k.repeat_interleave(rep, dim=-3), v.repeat_interleave(rep, dim=-3)
+    from picojoule.quant.products import attention_mask, expand_kv_heads, sdpa_arguments
+
+    p = sdpa_arguments(args, kwargs)
+    q = p["query"]
+    k, v = expand_kv_heads(q, p["key"], p["value"])
     kt = k.transpose(-2, -1)
-    scores = (q @ kt).float()
-    mask = bound.get("attn_mask")
-    if bound.get("is_causal"):
-        sq, sk = scores.shape[-2], scores.shape[-1]
-        mask = torch.ones(sq, sk, dtype=torch.bool, device=q.device).tril()
-    if mask is not None:
-        scores = (
-            scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool
-            else scores + mask.float()
-        )  # fmt: skip
+    scores = attention_mask((q @ kt).float(), p["attn_mask"], p["is_causal"])
     probs = torch.nan_to_num(torch.softmax(scores, dim=-1))  # fully masked rows are zeros
     return (
         matmul_layer(f"{name}.qk", q, kt, recipe=recipe, float_format=float_format),
@@ -224,10 +222,18 @@ def sdpa_layers(
     )
 
 
+def _model_product_format(model: nn.Module) -> str:
+    from picojoule.quant.products import product_format_of
+
+    fmt = product_format_of(model)
+    return fmt.name if fmt is not None else FLOAT_FORMAT
+
+
 class _Recorder(fx.Interpreter):
-    def __init__(self, gm: fx.GraphModule, recipe: Any) -> None:
+    def __init__(self, gm: fx.GraphModule, recipe: Any, product_format: str) -> None:
         super().__init__(gm)
         self.recipe = recipe
+        self.product_format = product_format
         self.layers: list[Layer] = []
         self.counts: dict[str, int] = {}
         self.skipped: list[str] = []
@@ -254,10 +260,15 @@ class _Recorder(fx.Interpreter):
                 self.skipped.append(f"{name} ({type(mod).__name__})")
         elif n.op == "call_function" and n.target in MATMULS:
             a, b = (self.env[arg] if isinstance(arg, fx.Node) else arg for arg in n.args[:2])
-            self.layers.append(matmul_layer(self._name(n.name), a, b, recipe=self.recipe))
+            name = self._name(n.name)
+            self.layers.append(
+                matmul_layer(name, a, b, recipe=self.recipe, float_format=self.product_format)
+            )
         elif n.op == "call_function" and n.target is F.scaled_dot_product_attention:
             args, kwargs = self.fetch_args_kwargs_from_env(n)
-            qk, av = sdpa_layers(n.name, args, kwargs, recipe=self.recipe)
+            qk, av = sdpa_layers(
+                n.name, args, kwargs, recipe=self.recipe, float_format=self.product_format
+            )
             self.layers.append(replace(qk, name=self._name(qk.name)))
             self.layers.append(replace(av, name=self._name(av.name)))
         return out
@@ -278,7 +289,7 @@ def from_model(model: nn.Module, example_input: Any, recipe: Any = None) -> Work
             "picojoule.workload.Layer"
         ) from None
     args = example_input if isinstance(example_input, tuple) else (example_input,)
-    recorder = _Recorder(gm, recipe)
+    recorder = _Recorder(gm, recipe, _model_product_format(model))
     with torch.no_grad():
         recorder.run(*args)
     name = type(model).__name__
@@ -299,6 +310,6 @@ def apply_recipe(workload: Workload, recipe: Any) -> Workload:
     for layer in workload.layers:
         w, a, _ = _operand_formats(None, layer.name, recipe)
         if layer.kind == "matmul":  # both operands are activations
-            w = a
+            w = a = _product_format(layer.name, recipe, FLOAT_FORMAT)
         layers.append(replace(layer, weight_format=w, input_format=a, output_format=a))
     return Workload(name=workload.name, layers=tuple(layers))

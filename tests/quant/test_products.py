@@ -1,0 +1,154 @@
+"""attn: rounds both operands of attention's functional products, bit for bit, and only those."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.modules import module as nn_module
+
+from picojoule.errors import ConfigError
+from picojoule.formats import get
+from picojoule.quant import parse_recipe, quantize_
+from picojoule.quant.products import product_format_of
+from picojoule.study.cost import layer_counts, recipe_cost
+
+B, S, H, D = 2, 16, 2, 16
+
+
+def _heads(t: torch.Tensor) -> torch.Tensor:
+    return t.view(B, S, H, D).transpose(1, 2)
+
+
+class Eager(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.q, self.k, self.v = (nn.Linear(H * D, H * D) for _ in range(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = _heads(self.q(x)), _heads(self.k(x)), _heads(self.v(x))
+        p = torch.softmax(torch.matmul(q, k.transpose(-1, -2)) / D**0.5, dim=-1)
+        return p @ v
+
+
+class Sdpa(Eager):
+    def forward(self, x: torch.Tensor, causal: bool = False, mask=None) -> torch.Tensor:
+        q, k, v = _heads(self.q(x)), _heads(self.k(x)), _heads(self.v(x))
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
+
+
+def _x() -> torch.Tensor:
+    return torch.randn(B, S, H * D, generator=torch.Generator().manual_seed(0))
+
+
+def _rows(fmt: str, t: torch.Tensor) -> torch.Tensor:
+    """Reference rounding with vectors along the last dim, one dynamic scale per tensor."""
+    return get(fmt).quantize(t.reshape(-1, t.shape[-1]), coarse="tensor").view_as(t)
+
+
+def _cols(fmt: str, t: torch.Tensor) -> torch.Tensor:
+    return _rows(fmt, t.transpose(-1, -2)).transpose(-1, -2)
+
+
+@pytest.mark.parametrize("fmt", ["vsq4_v16_s4", "mxfp4"])
+def test_eager_attention_operands_are_rounded_along_their_reductions(fmt):
+    torch.manual_seed(0)
+    model = Eager()
+    ref_model = copy.deepcopy(model)
+    rec = quantize_(model, f"attn:{fmt}")
+    assert rec[-1].action == f"attn:{fmt}"
+    assert all(r.skipped for r in rec[:-1])  # no w:/a:, so the Linears stay float
+    x = _x()
+    q, k, v = (_heads(lin(x)) for lin in (ref_model.q, ref_model.k, ref_model.v))
+    # K^T's reduction is the head dim, V's the key dim: both dim -2 of the right operand
+    scores = torch.matmul(_rows(fmt, q), _cols(fmt, k.transpose(-1, -2)))
+    p = torch.softmax(scores / D**0.5, dim=-1)
+    expect = _rows(fmt, p) @ _cols(fmt, v)
+    with torch.no_grad():
+        assert torch.equal(model(x), expect)
+        assert not torch.equal(ref_model(x), expect)
+
+
+def test_sdpa_is_its_defining_math_with_every_mask():
+    torch.manual_seed(0)
+    model = Sdpa()
+    ident = copy.deepcopy(model)
+    quantize_(ident, "attn:fp32")  # a rounding that changes nothing: checks the decomposition
+    x = _x()
+    pad = torch.ones(S, S, dtype=torch.bool)
+    pad[:, -3:] = False
+    additive = torch.zeros(S, S).masked_fill(~pad, -1e4)
+    with torch.no_grad():
+        for kw in ({}, {"causal": True}, {"mask": pad}, {"mask": additive}):
+            torch.testing.assert_close(ident(x, **kw), model(x, **kw), rtol=1e-5, atol=1e-6)
+
+
+def test_sdpa_rounding_matches_eager_rounding():
+    torch.manual_seed(0)
+    eager, sdpa = Eager(), Sdpa()
+    sdpa.load_state_dict(eager.state_dict())
+    quantize_(eager, "attn:e4m3")
+    quantize_(sdpa, "attn:e4m3")
+    with torch.no_grad():
+        torch.testing.assert_close(sdpa(_x()), eager(_x()), rtol=1e-6, atol=1e-6)
+
+
+class MatmulLinear(nn.Linear):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.weight.T + self.bias
+
+
+def test_products_inside_layers_are_left_alone_and_hooks_do_not_leak():
+    torch.manual_seed(0)
+    model = nn.Sequential(MatmulLinear(8, 8), nn.ReLU())
+    ref = copy.deepcopy(model)
+    quantize_(model, "attn:int4")
+    x = torch.randn(4, 8)
+    with torch.no_grad():
+        assert torch.equal(model(x), ref(x))
+    assert not nn_module._global_forward_hooks and not nn_module._global_forward_pre_hooks
+
+
+def test_copies_use_their_own_quantizer_and_gradients_flow():
+    torch.manual_seed(0)
+    model = Eager()
+    quantize_(model, "attn:e4m3")
+    clone = copy.deepcopy(model)
+    assert clone.product_quantizer is not model.product_quantizer
+    x = _x()
+    with torch.no_grad():
+        assert torch.equal(clone(x), model(x))
+    clone(x).square().sum().backward()  # straight-through: every projection gets a gradient
+    assert all(lin.weight.grad.abs().sum() > 0 for lin in (clone.q, clone.k, clone.v))
+    assert product_format_of(clone).name == "e4m3/tensor"
+
+
+def test_costs_use_the_attn_format():
+    torch.manual_seed(0)
+    model = Sdpa()
+    quantize_(model, "w:int8,a:int8,attn:e4m3")
+    rows = layer_counts(model, _x())
+    products = [r.layer for r in rows if r.kind == "matmul"]
+    assert len(products) == 2
+    assert {(p.input_format, p.weight_format) for p in products} == {("e4m3/tensor",) * 2}
+    cost = recipe_cost(model, _x(), "h100")
+    assert (
+        "costed with e4m3/tensor operands, as the recipe's attn: rounds them"
+        in (cost["assumptions"][-1])
+    )
+
+
+def test_recipe_key_and_errors():
+    cfg = parse_recipe("w:int8,attn:e4m3")
+    assert cfg.attention is not None and cfg.attention.format == "e4m3"
+    assert str(parse_recipe(cfg)) == "w:int8,attn:e4m3"
+    with pytest.raises(ConfigError, match="'attn:foo': unknown number format 'foo'"):
+        parse_recipe("attn:foo")
+    with pytest.raises(ConfigError, match="attn"):
+        quantize_(Eager(), "w:vsq4_v16_s4,attn:e4m3", backend="triton")
+    model = Eager()
+    quantize_(model, "attn:e4m3")
+    assert quantize_(model, "attn:int8")[-1].reason == "already quantized"
