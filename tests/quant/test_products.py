@@ -152,3 +152,25 @@ def test_recipe_key_and_errors():
     model = Eager()
     quantize_(model, "attn:e4m3")
     assert quantize_(model, "attn:int8")[-1].reason == "already quantized"
+
+
+def test_multihead_attention_is_named_as_out_of_reach():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 8), nn.MultiheadAttention(8, 2, batch_first=True))
+
+    class Wrap(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = model
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.body[0](x)
+            return self.body[1](h, h, h, need_weights=False)[0]
+
+    wrap = Wrap()
+    with pytest.warns(UserWarning, match=r"nn.MultiheadAttention \(body.1\) runs its projections"):
+        quantize_(wrap, "w:int8,a:int8")
+    cost = recipe_cost(wrap, torch.randn(1, 4, 8), "h100")
+    assert any(
+        a.startswith("not costed: nn.MultiheadAttention (body.1)") for a in cost["assumptions"]
+    )

@@ -8,6 +8,7 @@ masks and `winogradize_` all keep working on the same modules.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -122,10 +123,31 @@ def quantize_(
             f"recipe overrides name layers that do not exist: {', '.join(unmatched)}; "
             f"the model's layers are: {', '.join(names[:12])}{' ...' if len(names) > 12 else ''}"
         )
+    _warn_functional_attention(model)
     done = apply(model, cfg, filter_fn=filter_fn)
     if cfg.attention is not None:
         done.append(_quantize_products(model, cfg.attention.resolve("activation")))
     return done
+
+
+def functional_attention(model: nn.Module) -> list[str]:
+    """Names of `nn.MultiheadAttention` modules: they compute their projections inside
+    `F.multi_head_attention_forward` (in_proj is a bare parameter; out_proj never runs as a
+    module), so layer hooks and pre-hooks do not reach them."""
+    return [n or "<root>" for n, m in model.named_modules() if isinstance(m, nn.MultiheadAttention)]
+
+
+def _warn_functional_attention(model: nn.Module) -> None:
+    names = functional_attention(model)
+    if names:
+        warnings.warn(
+            f"nn.MultiheadAttention ({', '.join(names[:4])}{' ...' if len(names) > 4 else ''}) "
+            "runs its projections functionally: only out_proj's weight is quantized; in_proj, "
+            "the projections' inputs (a:) and its attention products (attn:) stay float. Build "
+            "attention from nn.Linear projections and F.scaled_dot_product_attention (as HF "
+            "models do) to quantize all of it",
+            stacklevel=3,
+        )
 
 
 def _quantize_products(model: nn.Module, fmt: Format) -> Applied:

@@ -177,6 +177,7 @@ def recipe_cost(
 ) -> dict[str, Any]:
     """Counts plus the target's energy/latency bill (see `picojoule.study.targets`)."""
     from picojoule.formats import get
+    from picojoule.quant.api import functional_attention
     from picojoule.study.targets import bill
 
     counts = layer_counts(model, example)
@@ -199,6 +200,12 @@ def recipe_cost(
         ],  # fmt: skip
     }
     out.update(bill(counts, target, measured))
+    if skipped := functional_attention(model):
+        out["assumptions"] = [
+            *out["assumptions"],
+            f"not costed: nn.MultiheadAttention ({', '.join(skipped)}) computes its projections "
+            "and products inside one function that layer hooks cannot see",
+        ]
     products = [c for c in counts if c.kind == "matmul"]
     if products:
         share = sum(c.macs for c in products) / max(out["macs"], 1)
