@@ -141,6 +141,15 @@ def test_costs_use_the_attn_format():
     )
 
 
+def test_densities_are_those_of_the_rounded_operands():
+    torch.manual_seed(0)
+    model = Eager()
+    quantize_(model, "attn:int2")  # coarse: many operands round to zero
+    qk, av = (r.layer for r in layer_counts(model, _x()) if r.kind == "matmul")
+    assert qk.input_density < 0.9 and av.input_density < 0.9
+    assert qk.input_format == "int2/tensor"
+
+
 def test_recipe_key_and_errors():
     cfg = parse_recipe("w:int8,attn:e4m3")
     assert cfg.attention is not None and cfg.attention.format == "e4m3"

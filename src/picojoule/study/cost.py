@@ -21,6 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
+from picojoule.quant.products import ProductFakeQuant
 from picojoule.workload.layer import Layer
 
 __all__ = ["LayerCount", "layer_counts", "recipe_cost", "STUDY_FLOAT"]
@@ -67,17 +68,19 @@ class _FunctionalMatmuls(TorchFunctionMode):
     """Records the matrix products a model calls as functions, not modules (attention's QK^T
     and AV: `torch.matmul`, `@`, `bmm`, `F.scaled_dot_product_attention`), each named after the
     innermost module running it. Products inside a layer module (a Winograd conv's transforms,
-    a quantizer) belong to that layer and are skipped."""
+    a quantizer) belong to that layer and are skipped.
+
+    It must see a call before an `attn:` quantizer's mode rewrites it (SDPA becomes two plain
+    matmuls there), so it is entered innermost, and it rounds the operands itself with that
+    quantizer to measure the densities the products really see."""
 
     def __init__(
-        self,
-        stack: list[nn.Module],
-        names: dict[nn.Module, str],
-        rows: list[LayerCount],
-        fmt: str,
-    ) -> None:
+        self, stack: list[nn.Module], names: dict[nn.Module, str], rows: list[LayerCount],
+        quant: ProductFakeQuant | None,
+    ) -> None:  # fmt: skip
         super().__init__()
-        self.stack, self.names, self.rows, self.fmt = stack, names, rows, fmt
+        self.stack, self.names, self.rows, self.quant = stack, names, rows, quant
+        self.fmt = quant.fmt.name if quant is not None else STUDY_FLOAT
         self.seen: dict[str, int] = {}
 
     def _name(self, base: str) -> str:
@@ -109,10 +112,12 @@ class _FunctionalMatmuls(TorchFunctionMode):
                 and min(a.dim(), b.dim()) >= 2
             ):
                 name = self._name(f"{prefix}matmul")
+                if self.quant is not None:
+                    a, b = self.quant.left(a), self.quant.right(b)
                 self._add(matmul_layer(name, a, b, float_format=self.fmt))
         elif func is F.scaled_dot_product_attention:
             base = self._name(f"{prefix}sdpa")
-            for layer in sdpa_layers(base, args, kwargs, float_format=self.fmt):
+            for layer in sdpa_layers(base, args, kwargs, float_format=self.fmt, rounder=self.quant):
                 self._add(layer)
         return out
 
@@ -127,10 +132,7 @@ def layer_counts(model: nn.Module, example: Any) -> list[LayerCount]:
     hooks = []
     stack: list[nn.Module] = []
     names = {m: name for name, m in model.named_modules()}
-    from picojoule.quant.products import product_format_of
-
-    attn = product_format_of(model)
-    functional = _FunctionalMatmuls(stack, names, rows, attn.name if attn else STUDY_FLOAT)
+    functional = _FunctionalMatmuls(stack, names, rows, getattr(model, "product_quantizer", None))
 
     def hook(name: str):
         def fn(m: nn.Module, args: tuple, out: torch.Tensor) -> None:
@@ -157,8 +159,19 @@ def layer_counts(model: nn.Module, example: Any) -> list[LayerCount]:
         hooks.append(m.register_forward_hook(leave, always_call=True))
         if isinstance(m, SUPPORTED):
             hooks.append(m.register_forward_hook(hook(name)))
+
+    def start(m: nn.Module, args: tuple) -> None:
+        functional.__enter__()
+
+    def stop(m: nn.Module, args: tuple, out: Any) -> None:
+        functional.__exit__(None, None, None)
+
+    # Entered by root hooks registered after an attn: quantizer's (so innermost) and left
+    # first (prepend), keeping the mode stack last-in first-out.
+    hooks.append(model.register_forward_pre_hook(start))
+    hooks.append(model.register_forward_hook(stop, prepend=True, always_call=True))
     try:
-        with torch.no_grad(), functional:
+        with torch.no_grad():
             model.eval()
             if isinstance(example, tuple | list):
                 model(*example)

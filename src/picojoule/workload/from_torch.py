@@ -203,19 +203,25 @@ def matmul_layer(
 
 def sdpa_layers(
     name: str, args: tuple, kwargs: dict, *, recipe: Any = None,
-    float_format: str = FLOAT_FORMAT,
+    float_format: str = FLOAT_FORMAT, rounder: Any = None,
 ) -> tuple[Layer, Layer]:  # fmt: skip
     """The two matmuls of one `F.scaled_dot_product_attention(*args, **kwargs)` call:
     `name.qk` (Q K^T) and `name.av` (softmax(...) V). The attention matrix is rebuilt with the
-    call's mask and causality, so AV's input density counts masked (zero) probabilities."""
+    call's mask and causality, so AV's input density counts masked (zero) probabilities.
+    `rounder` (a `picojoule.quant.products.ProductFakeQuant`) rounds the operands first, so
+    densities are those of the values the products really see."""
     from picojoule.quant.products import attention_mask, expand_kv_heads, sdpa_arguments
 
     p = sdpa_arguments(args, kwargs)
     q = p["query"]
     k, v = expand_kv_heads(q, p["key"], p["value"])
     kt = k.transpose(-2, -1)
+    if rounder is not None:
+        q, kt, v = rounder.left(q), rounder.right(kt), rounder.right(v)
     scores = attention_mask((q @ kt).float(), p["attn_mask"], p["is_causal"])
     probs = torch.nan_to_num(torch.softmax(scores, dim=-1))  # fully masked rows are zeros
+    if rounder is not None:
+        probs = rounder.left(probs)
     return (
         matmul_layer(f"{name}.qk", q, kt, recipe=recipe, float_format=float_format),
         matmul_layer(f"{name}.av", probs, v, recipe=recipe, float_format=float_format),
