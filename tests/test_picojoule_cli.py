@@ -70,3 +70,16 @@ def test_study_on_a_user_model(monkeypatch, capsys, tmp_path):
         "--metric", f"{mod}:score", "--out", str(tmp_path / "o"), "--no-cache",
     )  # fmt: skip
     assert code == 2 and "loader's batches fit the model" in out
+
+
+def test_idle_threads_follow_the_load_average(monkeypatch):
+    import os
+
+    from picojoule.cli import idle_threads
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    for load, expect in ((0.1, 4), (1.4, 3), (2.6, 1), (9.0, 1)):
+        monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, 0.0, 0.0))
+        assert idle_threads(4) == expect
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert idle_threads(2) == 2  # never above torch's own choice

@@ -21,6 +21,21 @@ app = typer.Typer(
 console = Console(width=None if sys.stdout.isatty() else 130)
 
 
+def idle_threads(default: int) -> int:
+    """Intra-op threads for a study: the cores the 1-minute load average leaves idle, at most
+    `default` (torch's own choice), at least 1. Fake-quant is many small ops; each waits for
+    its slowest thread, so a thread sharing a core with other work stalls all of them (a 2-core
+    machine under load ran the default study 3x slower on 2 threads than on 1; BENCHMARKS.md)."""
+    import os
+
+    try:
+        busy = os.getloadavg()[0]
+    except (AttributeError, OSError):  # no load average on this platform
+        return default
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(default, (cores or 1) - round(busy)))
+
+
 @app.command()
 def study(
     model: str = typer.Option("digits", help="digits | minilm | package.module:build"),
@@ -37,16 +52,15 @@ def study(
         None, help="`picojoule bench gpu` JSON from the target GPU: bill measured pJ/op too"
     ),
     threads: int = typer.Option(
-        0, help="torch CPU threads (0: torch's default); 1 is fastest on a busy machine"
+        0, help="torch CPU threads (0: the cores other work leaves idle, by load average)"
     ),
 ) -> None:
     """Run recipes on a model: accuracy, bits, energy, latency per recipe; write a report."""
     if threads < 0:
         raise PicojouleError(f"--threads {threads}: give 0 (default) or a positive count")
-    if threads:
-        import torch
+    import torch
 
-        torch.set_num_threads(threads)
+    torch.set_num_threads(threads or idle_threads(torch.get_num_threads()))
     from picojoule.paths import cache_dir
     from picojoule.study import load_recipes, load_task, summary_table, write_report
     from picojoule.study.report import check_writable
