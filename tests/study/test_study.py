@@ -85,6 +85,14 @@ def test_report_files(study, tmp_path):
     doc = json.loads(jpath.read_text())
     assert doc["schema"] == "picojoule.study/1"
     assert [r["name"] for r in doc["recipes"]] == [r.name for r in RECIPES]
+    # the front: no other recipe both cheaper and at least as accurate
+    rows = [
+        (r["cost"]["energy_pj"], r["metrics"]["metric"], r["pareto_front"]) for r in doc["recipes"]
+    ]
+    for e, m, front in rows:
+        better = [(e2, m2) for e2, m2, _ in rows if e2 <= e and m2 >= m and (e2, m2) != (e, m)]
+        assert front == (not better)
+    assert any(front for *_, front in rows)
     page = hpath.read_text()
     assert page.count("data:image/png;base64,") == 3
     assert "http://" not in page and "https://" not in page  # offline, self-contained

@@ -26,8 +26,17 @@ __all__ = ["REPORT_SCHEMA", "to_json", "summary_table", "write_report", "check_w
 REPORT_SCHEMA = "picojoule.study/1"
 
 
+def on_front(study: StudyResult) -> set[str]:
+    """Recipes on the accuracy-energy Pareto front: no other recipe is both cheaper and at
+    least as accurate. The quick read of a study: every other recipe is dominated."""
+    res = [r for r in study.results if r.cost.get("energy_pj")]
+    pts = [(r.cost["energy_pj"], r.metrics[study.primary_metric]) for r in res]
+    return {res[i].recipe.name for i in _pareto(pts)}
+
+
 def to_json(study: StudyResult) -> dict[str, Any]:
     """The report as data. Schema `picojoule.study/1` (docs/study.md documents every field)."""
+    front = on_front(study)
     return {
         "schema": REPORT_SCHEMA,
         "task": study.task,
@@ -40,6 +49,7 @@ def to_json(study: StudyResult) -> dict[str, Any]:
                 "name": r.recipe.name,
                 "description": r.recipe.describe(),
                 "delta": study.delta(r),
+                "pareto_front": r.recipe.name in front,
                 "cached": r.cached,
                 **r.to_dict(),
             }
@@ -71,8 +81,10 @@ def summary_table(study: StudyResult) -> Table:
         ("energy/inf", "right"),
         ("vs SOL", "right"),
         *([("measured", "right")] if has_measured else []),
+        ("front", "center"),
     ]:
         t.add_column(col, justify=just)  # type: ignore[arg-type]
+    front = on_front(study)
     for r in study.results:
         c = r.cost
         d = study.delta(r)
@@ -87,10 +99,12 @@ def summary_table(study: StudyResult) -> Table:
             _fmt_energy(c.get("energy_pj")),
             f"{sol:.2f}x" if isinstance(sol, int | float) else "-",
             *([_fmt_energy(c.get("measured_energy_pj"))] if has_measured else []),
+            "*" if r.recipe.name in front else "",
         )
     t.caption = (
         "delta vs the FP32 baseline; energy from the target model (assumptions in report.html); "
-        "vs SOL = energy / speed-of-light bound"
+        "vs SOL = energy / speed-of-light bound; front * = no recipe is both cheaper and at "
+        "least as accurate"
     )
     return t
 
@@ -108,14 +122,14 @@ def _png(fig) -> str:
 
 
 def _pareto(points: list[tuple[float, float]]) -> list[int]:
-    """Indices on the front: lower energy and higher metric are better."""
-    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
-    front, best = [], -math.inf
-    for i in order:
-        if points[i][1] > best:
-            front.append(i)
-            best = points[i][1]
-    return front
+    """Indices of the undominated points, by energy: lower energy and higher metric are
+    better, and a point is dominated when another is no worse in both and better in one."""
+
+    def dominated(i: int) -> bool:
+        (e, m) = points[i]
+        return any(e2 <= e and m2 >= m and (e2, m2) != (e, m) for e2, m2 in points)
+
+    return sorted((i for i in range(len(points)) if not dominated(i)), key=lambda i: points[i])
 
 
 def _plots(study: StudyResult) -> dict[str, str]:
@@ -223,6 +237,7 @@ def _table(rows: list[list[Any]], head: list[str]) -> str:
 def _recipe_rows(study: StudyResult) -> list[list[Any]]:
     m = study.primary_metric
     rows = []
+    front = on_front(study)
     for r in study.results:
         c = r.cost
         rows.append([
@@ -233,6 +248,7 @@ def _recipe_rows(study: StudyResult) -> list[list[Any]]:
             _fmt_energy(c.get("sol_energy_pj")),
             f"{c['latency_s'] * 1e6:.3g}" if c.get("latency_s") else "-",
             _fmt_energy(c.get("measured_energy_pj")),
+            "yes" if r.recipe.name in front else "",
         ])  # fmt: skip
     return rows
 
@@ -264,7 +280,7 @@ def render_html(study: StudyResult) -> str:
     plots = _plots(study)
     head = ["recipe", "levers", study.primary_metric, "delta", "bits/weight", "weight bytes",
             "MACs", "multiplies", "energy/inf", "SOL energy", "latency (us)",
-            "measured GPU energy"]  # fmt: skip
+            "measured GPU energy", "Pareto front"]  # fmt: skip
     imgs = "".join(
         f'<h2>{title}</h2><img alt="{key}" src="{plots[key]}">'
         for key, title in (("pareto", "Accuracy vs energy"), ("layers", "Energy per layer"),
