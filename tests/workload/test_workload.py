@@ -121,13 +121,32 @@ def test_from_model_turns_attention_into_matmuls() -> None:
     ]
 
 
-def test_from_model_untraceable_model_is_a_clear_error() -> None:
-    class Branchy(nn.Module):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return x if x.sum() > 0 else -x
+def test_from_model_runs_what_fx_cannot_trace_and_names_a_bad_input() -> None:
+    class Branchy(nn.Module):  # data-dependent control flow: torch.fx cannot trace this
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Linear(4, 8), nn.Linear(4, 3)
 
-    with pytest.raises(PicojouleError, match="torch.fx cannot trace Branchy"):
-        from_model(Branchy(), torch.randn(2, 2))
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.a(x) if x.sum() > 0 else self.b(x)
+
+    got = from_model(Branchy(), torch.ones(2, 4))
+    assert [(layer.name, layer.K) for layer in got.layers] == [("a", 8)]
+    with pytest.raises(PicojouleError, match=r"running Branchy on the example input failed: "):
+        from_model(Branchy(), torch.ones(2, 5))
+
+
+def test_from_model_names_repeated_calls_and_keyword_inputs() -> None:
+    class Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+            return self.lin(self.lin(x) * scale)
+
+    got = from_model(Twice(), {"x": torch.ones(3, 4), "scale": 2.0})
+    assert [layer.name for layer in got.layers] == ["lin", "lin#1"]
 
 
 def test_apply_recipe_sets_formats_per_layer() -> None:

@@ -1,12 +1,12 @@
 """What one inference of a transformed model costs: per-layer work, then the target's bill.
 
-`layer_counts` walks one forward pass with hooks (any model runs; no tracing needed) and turns
-each Linear/Conv call into a `picojoule.workload.Layer` through the workload package's own
-builder (`layer_of`: loop bounds, the recipe's formats, weight and measured input densities).
-Matrix products called as functions - attention's QK^T and AV, including inside
-`F.scaled_dot_product_attention` - are caught by a torch function mode and costed as `matmul`
-layers in the format the recipe's `attn:` rounds them to (`picojoule.quant.products`), else in
-FP32 as the emulation runs them: accuracy and cost describe the same computation.
+`layer_counts` records one forward pass with the workload package's own recorder
+(`picojoule.workload.from_torch.record`: module hooks plus a torch function mode; any model
+runs, no tracing): every Linear/Conv call and every matrix product called as a function -
+attention's QK^T and AV, including inside `F.scaled_dot_product_attention` - with loop bounds,
+formats and measured densities. Operands no recipe rounds are FP32, the study's baseline; the
+products take the format the recipe's `attn:` rounds them to (`picojoule.quant.products`), so
+accuracy and cost describe the same computation.
 On top it records the multiplies the recipe really needs (Winograd needs fewer) and the
 Winograd transform additions. `recipe_cost` hands the layers to the target model.
 """
@@ -16,12 +16,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import torch
 import torch.nn as nn
-import torch.nn.functional as F
-from torch.overrides import TorchFunctionMode
 
-from picojoule.quant.products import ProductFakeQuant
 from picojoule.workload.layer import Layer
 
 __all__ = ["LayerCount", "layer_counts", "recipe_cost", "STUDY_FLOAT"]
@@ -47,16 +43,16 @@ class LayerCount:
         return self.layer.macs
 
 
-def _winograd_ops(m: nn.Conv2d, out: torch.Tensor) -> tuple[int, int]:
+def _winograd_ops(m: nn.Conv2d, out_shape: tuple[int, ...]) -> tuple[int, int]:
     """(multiplies, transform additions) of a WinogradConv2d call, edge tiles included."""
     from picojoule.winograd import layer_ops
 
     ops = layer_ops(
-        batch=out.shape[0],
+        batch=out_shape[0],
         in_channels=m.in_channels,
         out_channels=m.out_channels,
         groups=m.groups,
-        out_hw=(out.shape[-2], out.shape[-1]),
+        out_hw=(out_shape[-2], out_shape[-1]),
         kernel_hw=tuple(m.kernel_size),  # type: ignore[arg-type]
         tile=m.tile,  # type: ignore[arg-type]
         points=m.points,  # type: ignore[arg-type]
@@ -64,124 +60,24 @@ def _winograd_ops(m: nn.Conv2d, out: torch.Tensor) -> tuple[int, int]:
     return int(ops.multiplies), int(ops.transform_adds)
 
 
-class _FunctionalMatmuls(TorchFunctionMode):
-    """Records the matrix products a model calls as functions, not modules (attention's QK^T
-    and AV: `torch.matmul`, `@`, `bmm`, `F.scaled_dot_product_attention`), each named after the
-    innermost module running it. Products inside a layer module (a Winograd conv's transforms,
-    a quantizer) belong to that layer and are skipped.
-
-    It must see a call before an `attn:` quantizer's mode rewrites it (SDPA becomes two plain
-    matmuls there), so it is entered innermost, and it rounds the operands itself with that
-    quantizer to measure the densities the products really see."""
-
-    def __init__(
-        self, stack: list[nn.Module], names: dict[nn.Module, str], rows: list[LayerCount],
-        quant: ProductFakeQuant | None,
-    ) -> None:  # fmt: skip
-        super().__init__()
-        self.stack, self.names, self.rows, self.quant = stack, names, rows, quant
-        self.fmt = quant.fmt.name if quant is not None else STUDY_FLOAT
-        self.seen: dict[str, int] = {}
-
-    def _name(self, base: str) -> str:
-        k = self.seen.get(base, 0)
-        self.seen[base] = k + 1
-        return base if k == 0 else f"{base}#{k}"
-
-    def _add(self, layer: Layer) -> None:
-        self.rows.append(LayerCount(layer=layer, kind="matmul", mults=layer.macs))
-
-    def __torch_function__(
-        self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None
-    ) -> Any:
-        from picojoule.quant.api import SUPPORTED
-        from picojoule.quant.products import MATMULS
-        from picojoule.workload.from_torch import matmul_layer, sdpa_layers
-
-        kwargs = kwargs or {}
-        out = func(*args, **kwargs)
-        if any(isinstance(m, SUPPORTED) for m in self.stack):
-            return out
-        owner = self.names[self.stack[-1]] if self.stack else ""
-        prefix = f"{owner}." if owner else ""
-        if func in MATMULS and len(args) >= 2:
-            a, b = args[0], args[1]
-            if (
-                isinstance(a, torch.Tensor)
-                and isinstance(b, torch.Tensor)
-                and min(a.dim(), b.dim()) >= 2
-            ):
-                name = self._name(f"{prefix}matmul")
-                if self.quant is not None:
-                    a, b = self.quant.left(a), self.quant.right(b)
-                self._add(matmul_layer(name, a, b, float_format=self.fmt))
-        elif func is F.scaled_dot_product_attention:
-            base = self._name(f"{prefix}sdpa")
-            for layer in sdpa_layers(base, args, kwargs, float_format=self.fmt, rounder=self.quant):
-                self._add(layer)
-        return out
-
-
 def layer_counts(model: nn.Module, example: Any) -> list[LayerCount]:
-    """Per-layer counts for one forward pass on `example` (a tensor or a tuple of inputs): every
-    Linear/Conv call and every functional matmul (attention), in the order they finish."""
-    from picojoule.quant.api import SUPPORTED, layer_kind
-    from picojoule.workload.from_torch import layer_of
+    """Per-layer counts for one forward pass on `example` (a tensor, a tuple of inputs or a
+    dict of keyword inputs): every Linear/Conv call and every functional matmul (attention),
+    in the order they finish (`picojoule.workload.from_torch.record`)."""
+    from picojoule.quant.api import layer_kind
+    from picojoule.workload.from_torch import record
 
-    rows: list[LayerCount] = []
-    hooks = []
-    stack: list[nn.Module] = []
-    names = {m: name for name, m in model.named_modules()}
-    functional = _FunctionalMatmuls(stack, names, rows, getattr(model, "product_quantizer", None))
-
-    def hook(name: str):
-        def fn(m: nn.Module, args: tuple, out: torch.Tensor) -> None:
-            layer = layer_of(name, m, args[0], out, float_format=STUDY_FLOAT)
-            if layer is None:
-                return
-            mults, tadds = layer.macs, 0
-            if hasattr(m, "tile") and isinstance(m, nn.Conv2d):  # WinogradConv2d
-                mults, tadds = _winograd_ops(m, out)
-            rows.append(LayerCount(layer=layer, kind=layer_kind(m), mults=mults,
-                                   transform_adds=tadds))  # fmt: skip
-
-        return fn
-
-    def enter(m: nn.Module, args: tuple) -> None:
-        stack.append(m)
-
-    def leave(m: nn.Module, args: tuple, out: Any) -> None:
-        stack.pop()
-
-    for name, m in model.named_modules():
-        # prepend: the module is on the stack before a quantizer's pre-hook runs
-        hooks.append(m.register_forward_pre_hook(enter, prepend=True))
-        hooks.append(m.register_forward_hook(leave, always_call=True))
-        if isinstance(m, SUPPORTED):
-            hooks.append(m.register_forward_hook(hook(name)))
-
-    def start(m: nn.Module, args: tuple) -> None:
-        functional.__enter__()
-
-    def stop(m: nn.Module, args: tuple, out: Any) -> None:
-        functional.__exit__(None, None, None)
-
-    # Entered by root hooks registered after an attn: quantizer's (so innermost) and left
-    # first (prepend), keeping the mode stack last-in first-out.
-    hooks.append(model.register_forward_pre_hook(start))
-    hooks.append(model.register_forward_hook(stop, prepend=True, always_call=True))
-    try:
-        with torch.no_grad():
-            model.eval()
-            if isinstance(example, tuple | list):
-                model(*example)
-            elif isinstance(example, dict):
-                model(**example)
-            else:
-                model(example)
-    finally:
-        for h in hooks:
-            h.remove()
+    calls, _ = record(model, example, float_format=STUDY_FLOAT)
+    rows = []
+    for c in calls:
+        mults, tadds = c.layer.macs, 0
+        if c.module is None:
+            rows.append(LayerCount(layer=c.layer, kind="matmul", mults=mults))
+            continue
+        if hasattr(c.module, "tile") and isinstance(c.module, nn.Conv2d):  # WinogradConv2d
+            mults, tadds = _winograd_ops(c.module, c.out_shape)
+        rows.append(LayerCount(layer=c.layer, kind=layer_kind(c.module), mults=mults,
+                               transform_adds=tadds))  # fmt: skip
     return rows
 
 

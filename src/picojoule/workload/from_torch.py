@@ -1,10 +1,13 @@
 """Extract a workload from a PyTorch model: `from_model(model, example_input, recipe=None)`.
 
-Public: `from_model`.
+Public: `from_model`, `record` (the calls behind it), and the per-call builders `layer_of`,
+`matmul_layer`, `sdpa_layers`.
 
-The model is traced with `torch.fx` and the graph is run once on `example_input` by an
-interpreter that records every convolution, linear layer and matrix product with its real
-shapes (so attention's `q @ k.T` and `attn @ v` become matmul layers). Each layer carries
+The model runs once on `example_input` with a hook on every module and a torch function mode,
+which record every convolution and linear call and every matrix product called as a function
+(attention's `q @ k.T` and `attn @ v`, and the two inside `F.scaled_dot_product_attention`)
+with their real shapes. Nothing is traced, so any model that runs works (HF transformers
+included). Each layer carries
 * formats: from `recipe` (a `picojoule.quant` recipe string or `QuantConfig`, resolved per
   module name); without a recipe, from the model's own fake-quant (if `quantize_` was
   applied), else `fp16`;
@@ -16,19 +19,20 @@ shapes (so attention's `q @ k.T` and `attn @ v` become matmul layers). Each laye
 from __future__ import annotations
 
 import warnings
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
-import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
 
-from picojoule.errors import ShapeError
+from picojoule.errors import PicojouleError, ShapeError
 from picojoule.quant.products import MATMULS
 from picojoule.workload.layer import Layer, Workload
 
-__all__ = ["from_model", "apply_recipe", "layer_of", "matmul_layer", "sdpa_layers", "MATMULS"]
+__all__ = ["from_model", "record", "Recorded", "apply_recipe", "layer_of", "matmul_layer",
+           "sdpa_layers", "MATMULS"]  # fmt: skip
 
 FLOAT_FORMAT = "fp16"
 # Weighted layers whose loop nests this package does not describe (reported, not mapped).
@@ -228,86 +232,177 @@ def sdpa_layers(
     )
 
 
-def _model_product_format(model: nn.Module) -> str:
-    from picojoule.quant.products import product_format_of
+@dataclass(frozen=True, kw_only=True)
+class Recorded:
+    """One layer call seen in a forward pass: its `Layer`, the module that ran it (None for a
+    functional product) and that call's output shape."""
 
-    fmt = product_format_of(model)
-    return fmt.name if fmt is not None else FLOAT_FORMAT
+    layer: Layer
+    module: nn.Module | None
+    out_shape: tuple[int, ...]
 
 
-class _Recorder(fx.Interpreter):
-    def __init__(self, gm: fx.GraphModule, recipe: Any, product_format: str) -> None:
-        super().__init__(gm)
-        self.recipe = recipe
-        self.product_format = product_format
-        self.layers: list[Layer] = []
-        self.counts: dict[str, int] = {}
+class _Products(TorchFunctionMode):
+    """Records the matrix products called as functions outside layer modules (attention's
+    Q K^T and A V: `torch.matmul`, `@`, `bmm`, `F.scaled_dot_product_attention`), named after
+    the innermost module running them. Products inside a layer module (a Winograd conv's
+    transforms, a quantizer) belong to that layer.
+
+    An `attn:` quantizer (`picojoule.quant.products`) rewrites SDPA into plain matmuls, so this
+    mode is entered innermost, sees each call first, and rounds the operands with that
+    quantizer itself to measure the densities the products really see."""
+
+    def __init__(self, rec: _Recording) -> None:
+        super().__init__()
+        self.rec = rec
+
+    def __torch_function__(
+        self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None
+    ) -> Any:
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        rec = self.rec
+        if rec.in_layer():
+            return out
+        owner = rec.names.get(rec.stack[-1], "") if rec.stack else ""
+        prefix = f"{owner}." if owner else ""
+        quant, fmt = rec.quant, rec.product_format
+        if func in MATMULS and len(args) >= 2:
+            a, b = args[0], args[1]
+            if (
+                isinstance(a, torch.Tensor)
+                and isinstance(b, torch.Tensor)
+                and min(a.dim(), b.dim()) >= 2
+            ):
+                if quant is not None:
+                    a, b = quant.left(a), quant.right(b)
+                name = rec.unique(f"{prefix}matmul")
+                rec.add(matmul_layer(name, a, b, recipe=rec.recipe, float_format=fmt), None)
+        elif func is F.scaled_dot_product_attention:
+            base = rec.unique(f"{prefix}sdpa")
+            for layer in sdpa_layers(
+                base, args, kwargs, recipe=rec.recipe, float_format=fmt, rounder=quant
+            ):
+                rec.add(layer, None)
+        return out
+
+
+class _Recording:
+    """Hooks on every module of one model for one forward pass (see `record`)."""
+
+    def __init__(self, model: nn.Module, recipe: Any, float_format: str) -> None:
+        from picojoule.quant.api import SUPPORTED
+
+        self.model, self.recipe, self.float_format = model, recipe, float_format
+        self.layer_types = SUPPORTED
+        self.names = {m: name for name, m in model.named_modules()}
+        self.stack: list[nn.Module] = []
+        self.calls: list[Recorded] = []
         self.skipped: list[str] = []
+        self.seen: dict[str, int] = {}
+        self.quant = getattr(model, "product_quantizer", None)
+        self.product_format = self.quant.fmt.name if self.quant is not None else float_format
 
-    def _name(self, base: str) -> str:
-        k = self.counts.get(base, 0)
-        self.counts[base] = k + 1
+    def unique(self, base: str) -> str:
+        k = self.seen.get(base, 0)
+        self.seen[base] = k + 1
         return base if k == 0 else f"{base}#{k}"
 
-    def run_node(self, n: fx.Node) -> Any:
-        out = super().run_node(n)
-        if n.op == "call_module":
-            mod = self.module.get_submodule(str(n.target))
-            x = self.env[n.args[0]] if isinstance(n.args[0], fx.Node) else None
-            name = self._name(str(n.target))
-            layer = (
-                layer_of(name, mod, x, out, key=str(n.target), recipe=self.recipe)
-                if x is not None
-                else None
-            )
-            if layer is not None:
-                self.layers.append(layer)
-            elif isinstance(mod, _UNMODELLED):
-                self.skipped.append(f"{name} ({type(mod).__name__})")
-        elif n.op == "call_function" and n.target in MATMULS:
-            a, b = (self.env[arg] if isinstance(arg, fx.Node) else arg for arg in n.args[:2])
-            name = self._name(n.name)
-            self.layers.append(
-                matmul_layer(name, a, b, recipe=self.recipe, float_format=self.product_format)
-            )
-        elif n.op == "call_function" and n.target is F.scaled_dot_product_attention:
-            args, kwargs = self.fetch_args_kwargs_from_env(n)
-            qk, av = sdpa_layers(
-                n.name, args, kwargs, recipe=self.recipe, float_format=self.product_format
-            )
-            self.layers.append(replace(qk, name=self._name(qk.name)))
-            self.layers.append(replace(av, name=self._name(av.name)))
-        return out
+    def in_layer(self) -> bool:
+        return any(isinstance(m, self.layer_types) for m in self.stack)
+
+    def add(self, layer: Layer, module: nn.Module | None, out_shape: tuple = ()) -> None:
+        self.calls.append(Recorded(layer=layer, module=module, out_shape=tuple(out_shape)))
+
+    def _enter(self, m: nn.Module, args: tuple) -> None:
+        self.stack.append(m)
+
+    def _leave(self, m: nn.Module, args: tuple, out: Any) -> None:
+        self.stack.pop()
+        if not args or not isinstance(args[0], torch.Tensor) or self.in_layer():
+            return
+        key = self.names[m]
+        if isinstance(m, _UNMODELLED):
+            self.skipped.append(f"{key or '<root>'} ({type(m).__name__})")
+            return
+        if not isinstance(out, torch.Tensor):
+            return
+        layer = layer_of(self.unique(key), m, args[0], out, key=key, recipe=self.recipe,
+                         float_format=self.float_format)  # fmt: skip
+        if layer is not None:
+            self.add(layer, m, tuple(out.shape))
+
+    def run(self, example: Any) -> None:
+        mode = _Products(self)
+        hooks = []
+        for m in self.model.modules():
+            # prepend: the module is on the stack before a quantizer's pre-hook runs
+            hooks.append(m.register_forward_pre_hook(self._enter, prepend=True))
+            hooks.append(m.register_forward_hook(self._leave, always_call=True))
+
+        def start(m: nn.Module, args: tuple) -> None:
+            mode.__enter__()
+
+        def stop(m: nn.Module, args: tuple, out: Any) -> None:
+            mode.__exit__(None, None, None)
+
+        # Entered by root hooks registered after an attn: quantizer's (so innermost) and left
+        # first (prepend), keeping the mode stack last-in first-out.
+        hooks.append(self.model.register_forward_pre_hook(start))
+        hooks.append(self.model.register_forward_hook(stop, prepend=True, always_call=True))
+        try:
+            with torch.no_grad():
+                if isinstance(example, dict):
+                    self.model(**example)
+                elif isinstance(example, tuple | list):
+                    self.model(*example)
+                else:
+                    self.model(example)
+        finally:
+            for h in hooks:
+                h.remove()
+
+
+def record(
+    model: nn.Module, example_input: Any, *, recipe: Any = None, float_format: str = FLOAT_FORMAT
+) -> tuple[list[Recorded], list[str]]:
+    """Run `model` once on `example_input` (a tensor, a tuple of positional inputs or a dict
+    of keyword inputs) and return every layer call in the order it finished, plus the names
+    of weighted layers this package cannot model. No tracing: any model that runs works."""
+    rec = _Recording(model, recipe, float_format)
+    was_training = model.training
+    model.eval()
+    try:
+        rec.run(example_input)
+    except PicojouleError:
+        raise
+    except Exception as exc:  # the user's forward pass: name the model and the input
+        raise ShapeError(
+            f"running {type(model).__name__} on the example input failed: "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}; give an "
+            "input the model accepts (batch included)"
+        ) from exc
+    finally:
+        model.train(was_training)
+    return rec.calls, rec.skipped
 
 
 def from_model(model: nn.Module, example_input: Any, recipe: Any = None) -> Workload:
     """The model's conv/linear/matmul layers with shapes, formats and densities.
 
-    `example_input` is a tensor or a tuple of positional inputs (batch size included).
-    Raises `ShapeError` when the model cannot be traced or holds no such layer.
+    `example_input` is a tensor, a tuple of positional inputs or a dict of keyword inputs
+    (batch size included). Raises `ShapeError` when the model fails on it or holds no layer.
     """
-    try:
-        gm = fx.symbolic_trace(model)
-    except Exception as exc:  # fx raises many types for untraceable Python
-        raise ShapeError(
-            f"torch.fx cannot trace {type(model).__name__}: {str(exc).splitlines()[0]}; "
-            "give a model without data-dependent control flow, or describe its layers with "
-            "picojoule.workload.Layer"
-        ) from None
-    args = example_input if isinstance(example_input, tuple) else (example_input,)
-    recorder = _Recorder(gm, recipe, _model_product_format(model))
-    with torch.no_grad():
-        recorder.run(*args)
+    calls, skipped = record(model, example_input, recipe=recipe)
     name = type(model).__name__
-    if recorder.skipped:
+    if skipped:
         warnings.warn(
-            f"{name}: not mapped (no loop-nest model for these layer types): "
-            + ", ".join(recorder.skipped),
+            f"{name}: not mapped (no loop-nest model for these layer types): " + ", ".join(skipped),
             stacklevel=2,
         )
-    if not recorder.layers:
+    if not calls:
         raise ShapeError(f"{name} has no convolution, linear or matmul layer to map")
-    return Workload(name=name, layers=tuple(recorder.layers))
+    return Workload(name=name, layers=tuple(c.layer for c in calls))
 
 
 def apply_recipe(workload: Workload, recipe: Any) -> Workload:
