@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import pytest
@@ -28,6 +29,7 @@ def test_formats_lists_families(monkeypatch, capsys):
     [
         (("formats", "e9m9x"), "unknown number format"),
         (("study", "--target", "eyriss"), "did you mean eyeriss"),
+        (("study", "--target", "eyeriss,h1000"), "unknown target 'h1000'"),
         (("study", "--recipes", "nope"), "unknown recipe preset"),
         (("study", "--model", "no_such_pkg.mod:build", "--data", "a:b", "--metric", "a:c"),
          "cannot import"),
@@ -60,10 +62,13 @@ def test_study_on_a_user_model(monkeypatch, capsys, tmp_path):
     code, out = _main(
         monkeypatch, capsys, "study", "--model", f"{mod}:build", "--data", f"{mod}:loader",
         "--metric", f"{mod}:score", "--recipes", str(recipes), "--out", str(tmp_path / "o"),
-        "--no-cache", "--threads", "1",
+        "--no-cache", "--threads", "1", "--target", "simba,a100",
     )  # fmt: skip
     assert code == 0, out
     assert "int8" in out and "nvfp4" in out and "report:" in out
+    assert "on simba, a100" in out
+    doc = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert doc["targets"] == ["simba", "a100"]
     assert (tmp_path / "o" / "report.html").exists()
     code, out = _main(
         monkeypatch, capsys, "study", "--model", f"{mod}:build", "--data", f"{mod}:bad_loader",

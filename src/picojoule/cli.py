@@ -43,7 +43,9 @@ def study(
     metric: str = typer.Option(None, help="package.module:score (user models)"),
     recipes: str = typer.Option("default", help="preset name or recipes YAML file"),
     target: str = typer.Option(
-        "eyeriss", help="accelerator preset (eyeriss, simba, ...) or GPU (h100, a100, ...)"
+        "eyeriss",
+        help="accelerator preset (eyeriss, simba, ...), GPU (h100, a100, ...) or arch YAML; "
+        "several, comma-separated, to compare (eyeriss,h100)",
     ),
     out: Path = typer.Option(Path("picojoule-report"), help="output directory"),
     cache: Path = typer.Option(None, help="result cache (SQLite); default: user cache dir"),
@@ -67,7 +69,9 @@ def study(
     from picojoule.study.runner import run
     from picojoule.study.targets import check_target
 
-    check_target(target)
+    targets = [t.strip() for t in target.split(",") if t.strip()]
+    for t in targets:
+        check_target(t)
     check_writable(out)
     recs = load_recipes(recipes)
     task = load_task(model, data, metric)
@@ -85,7 +89,7 @@ def study(
         def progress(name: str, i: int, n: int) -> None:
             bar.update(job, completed=i, total=n, description=f"recipe {name}")
 
-        result = run(task, recs, target=target, cache=db, progress=progress, measured=measured)
+        result = run(task, recs, target=targets, cache=db, progress=progress, measured=measured)
     console.print(summary_table(result))
     jpath, hpath = write_report(result, out)
     console.print(f"report: {hpath}  data: {jpath}")

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from picojoule.errors import ConfigError
-from picojoule.study import Recipe, load_recipes, run, write_report
+from picojoule.study import Recipe, load_recipes, run, summary_table, write_report
 from picojoule.study.store import CacheError, ResultCache
 
 
@@ -200,9 +200,32 @@ def test_measured_file_errors(tmp_path):
     junk.write_text("{}")
     with pytest.raises(ConfigError, match="not a `picojoule bench gpu` result"):
         run(_model, _data, _agreement, RECIPES[:1], target="h100", measured=junk)
-    with pytest.raises(ConfigError, match="not a GPU"):
+    with pytest.raises(ConfigError, match=r"none of the targets \(eyeriss\) is a GPU"):
         run(_model, _data, _agreement, RECIPES[:1], target="eyeriss",
             measured=_bench_json(tmp_path / "e.json", device="eyeriss"))  # fmt: skip
+
+
+def test_several_targets_cost_one_evaluation_each(tmp_path):
+    m = _bench_json(tmp_path / "gpu.json")
+    both = run(_model, _data, _agreement, RECIPES[:2], target=["eyeriss", "h100"], measured=m)
+    alone = run(_model, _data, _agreement, RECIPES[:2], target="h100", measured=m)
+    assert both.targets == ("eyeriss", "h100") and both.target == "eyeriss"
+    for r, a in zip(both.results, alone.results, strict=True):
+        assert list(r.costs) == ["eyeriss", "h100"]
+        assert r.cost is r.costs["eyeriss"]
+        assert r.costs["h100"]["energy_pj"] == pytest.approx(a.cost["energy_pj"])
+        assert r.costs["h100"]["measured_energy_pj"] == pytest.approx(a.cost["measured_energy_pj"])
+        assert "measured_energy_pj" not in r.costs["eyeriss"]
+        assert r.metrics == a.metrics
+    table = summary_table(both)
+    heads = [c.header for c in table.columns]
+    assert {"energy/inf eyeriss", "vs SOL h100"} <= set(heads)
+    jpath, hpath = write_report(both, tmp_path / "out")
+    doc = json.loads(jpath.read_text())
+    assert doc["targets"] == ["eyeriss", "h100"]
+    assert set(doc["recipes"][0]["costs"]) == {"eyeriss", "h100"}
+    assert doc["recipes"][0]["cost"] == doc["recipes"][0]["costs"]["eyeriss"]
+    assert "<h2>Every target</h2>" in hpath.read_text()
 
 
 def test_qat_takes_tuple_inputs_and_a_task_loss():

@@ -41,13 +41,13 @@ def run(
     data: Iterable | Callable[[], Iterable],
     metric: Callable[[nn.Module, Iterable], float],
     recipes: str | Sequence[Recipe] = "formats-sweep",
-    target: str = "eyeriss",
+    target: str | Sequence[str] = "eyeriss",
     *,
     cache: Path | None = None,
     measured: Path | None = None,
 ) -> StudyResult:
     """Study your own model: `data` yields (inputs, targets) batches, `metric(model, data)`
-    returns a number where higher is better."""
+    returns a number where higher is better. `target`: one name or several to compare."""
     build = model if callable(model) and not isinstance(model, nn.Module) else (lambda: model)
     loader = data if callable(data) else (lambda: data)
     task = UserTask(build=build, loader=loader, score=metric)  # type: ignore[arg-type]

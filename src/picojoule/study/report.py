@@ -43,6 +43,7 @@ def to_json(study: StudyResult) -> dict[str, Any]:
         "primary_metric": study.primary_metric,
         "metric_unit": study.unit,
         "target": study.target,
+        "targets": list(study.targets),
         "model_version": study.model_version,
         "recipes": [
             {
@@ -51,6 +52,7 @@ def to_json(study: StudyResult) -> dict[str, Any]:
                 "delta": study.delta(r),
                 "pareto_front": r.recipe.name in front,
                 "cached": r.cached,
+                "cost": r.cost,
                 **r.to_dict(),
             }
             for r in study.results
@@ -67,10 +69,19 @@ def _fmt_energy(pj: float | None) -> str:
     return f"{pj:.3g} pJ"
 
 
+def _where(study: StudyResult) -> str:
+    return ", ".join(study.targets)
+
+
 def summary_table(study: StudyResult) -> Table:
     m = study.primary_metric
-    t = Table(title=f"picojoule study: {study.task} on {study.target}", title_justify="left")
+    t = Table(title=f"picojoule study: {study.task} on {_where(study)}", title_justify="left")
     has_measured = any(r.cost.get("measured_energy_pj") for r in study.results)
+    several = len(study.targets) > 1
+    per_target = [
+        (f"energy/inf {x}" if several else "energy/inf", f"vs SOL {x}" if several else "vs SOL")
+        for x in study.targets
+    ]
     for col, just in [
         ("recipe", "left"),
         (m + (f" ({study.unit})" if study.unit else ""), "right"),
@@ -78,33 +89,37 @@ def summary_table(study: StudyResult) -> Table:
         ("bits/weight", "right"),
         ("weight KiB", "right"),
         ("mults", "right"),
-        ("energy/inf", "right"),
-        ("vs SOL", "right"),
+        *[(c, "right") for pair in per_target for c in pair],
         *([("measured", "right")] if has_measured else []),
         ("front", "center"),
     ]:
         t.add_column(col, justify=just)  # type: ignore[arg-type]
     front = on_front(study)
     for r in study.results:
-        c = r.cost
         d = study.delta(r)
-        sol = c.get("sol_ratio")
+        bills = []
+        for x in study.targets:
+            sol = r.costs[x].get("sol_ratio")
+            bills += [
+                _fmt_energy(r.costs[x].get("energy_pj")),
+                f"{sol:.2f}x" if isinstance(sol, int | float) else "-",
+            ]
         t.add_row(
             r.recipe.name,
             f"{r.metrics[m]:.4g}",
             "-" if r.recipe.is_baseline else f"{d:+.3g}",
             f"{r.bits_per_weight:.2f}",
             f"{r.model_bytes / 1024:.1f}",
-            f"{c.get('mults', 0):,}",
-            _fmt_energy(c.get("energy_pj")),
-            f"{sol:.2f}x" if isinstance(sol, int | float) else "-",
-            *([_fmt_energy(c.get("measured_energy_pj"))] if has_measured else []),
+            f"{r.cost.get('mults', 0):,}",
+            *bills,
+            *([_fmt_energy(r.cost.get("measured_energy_pj"))] if has_measured else []),
             "*" if r.recipe.name in front else "",
         )
     t.caption = (
         "delta vs the FP32 baseline; energy from the target model (assumptions in report.html); "
-        "vs SOL = energy / speed-of-light bound; front * = no recipe is both cheaper and at "
-        "least as accurate"
+        "vs SOL = energy / speed-of-light bound; front * = no recipe is both cheaper"
+        + (f" on {study.target}" if several else "")
+        + " and at least as accurate"
     )
     return t
 
@@ -276,6 +291,28 @@ def _sparsity_section(study: StudyResult) -> str:
     return f"<h2>{title}</h2>" + body
 
 
+def _by_target(study: StudyResult) -> str:
+    """One row per recipe, energy / vs SOL / latency on every target (several targets only)."""
+    if len(study.targets) < 2:
+        return ""
+    head = ["recipe"] + [
+        f"{x} {what}" for x in study.targets for what in ("energy/inf", "vs SOL", "latency (us)")
+    ]
+    rows = []
+    for r in study.results:
+        row: list[Any] = [r.recipe.name]
+        for x in study.targets:
+            c = r.costs[x]
+            sol = c.get("sol_ratio")
+            row += [
+                _fmt_energy(c.get("energy_pj")),
+                f"{sol:.2f}x" if isinstance(sol, int | float) else "-",
+                f"{c['latency_s'] * 1e6:.3g}" if c.get("latency_s") else "-",
+            ]
+        rows.append(row)
+    return "<h2>Every target</h2>" + _table(rows, head)
+
+
 def render_html(study: StudyResult) -> str:
     plots = _plots(study)
     head = ["recipe", "levers", study.primary_metric, "delta", "bits/weight", "weight bytes",
@@ -287,17 +324,22 @@ def render_html(study: StudyResult) -> str:
                            ("errors", "Error per layer"))
         if key in plots
     )  # fmt: skip
-    first = study.results[0].cost if study.results else {}
-    assumptions = [*first.get("assumptions", []), *filter(None, [first.get("measured_note")])]
+    assumptions = ""
+    for x in study.targets:
+        first = study.results[0].costs[x] if study.results else {}
+        notes = [*first.get("assumptions", []), *filter(None, [first.get("measured_note")])]
+        assumptions += (f"<h3>{html.escape(x)}</h3>" if len(study.targets) > 1 else "") + (
+            "<ul>" + "".join(f"<li>{html.escape(a)}</li>" for a in notes) + "</ul>"
+        )
     return (
         f"<!doctype html><html><head><meta charset=utf-8><title>picojoule study</title>"
         f"<style>{_CSS}</style></head><body>"
-        f"<h1>picojoule study: {html.escape(study.task)} on {html.escape(study.target)}</h1>"
-        f"<p class=note>model version {study.model_version}; schema {REPORT_SCHEMA}</p>"
-        f"<h2>Recipes</h2>{_table(_recipe_rows(study), head)}{imgs}{_sparsity_section(study)}"
-        "<h2>Assumptions and sources</h2><ul>"
-        + "".join(f"<li>{html.escape(a)}</li>" for a in assumptions)
-        + "</ul></body></html>"
+        f"<h1>picojoule study: {html.escape(study.task)} on {html.escape(_where(study))}</h1>"
+        f"<p class=note>model version {study.model_version}; schema {REPORT_SCHEMA}; recipe "
+        f"table, plots and Pareto front on {html.escape(study.target)}</p>"
+        f"<h2>Recipes</h2>{_table(_recipe_rows(study), head)}{_by_target(study)}{imgs}"
+        f"{_sparsity_section(study)}<h2>Assumptions and sources</h2>{assumptions}"
+        "</body></html>"
     )
 
 

@@ -2,8 +2,9 @@
 
 `run(task, recipes, target=..., cache=...)` applies each recipe's levers to a fresh copy of the
 FP32 model in a fixed order (Winograd, then sparsity masks, then quantization, then optional
-fine-tuning), evaluates it, and costs it on the target. Each finished recipe is written to the
-SQLite cache at once, so an interrupted study resumes where it stopped.
+fine-tuning), evaluates it once, and costs it on each target (an accelerator, a GPU, or several
+to compare). Each finished recipe is written to the SQLite cache at once, so an interrupted
+study resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from picojoule.study.tasks import Task, fingerprint
 
 __all__ = ["RecipeResult", "StudyResult", "run", "apply_recipe"]
 
-RESULT_VERSION = 5  # bump when what a recipe result holds changes (invalidates cached rows)
+RESULT_VERSION = 6  # bump when what a recipe result holds changes (invalidates cached rows)
 # Everything that shapes a recipe's numbers: a change in any of them invalidates cached rows.
 # (The report's rendering is not among them: re-rendering needs no recomputation.)
 _RESULT_CODE = ("picojoule.formats", "picojoule.quant", "picojoule.sparsity", "picojoule.winograd",
@@ -42,10 +43,15 @@ class RecipeResult:
     model_bytes: int
     layers: list[dict[str, Any]]
     sparsity: list[dict[str, Any]]
-    cost: dict[str, Any]
+    costs: dict[str, dict[str, Any]]  # target name -> its bill, in the study's target order
     applied: dict[str, list[str]]
     seconds: float
     cached: bool = False
+
+    @property
+    def cost(self) -> dict[str, Any]:
+        """The bill on the study's first target."""
+        return next(iter(self.costs.values()))
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -60,10 +66,15 @@ class StudyResult:
     task: str
     primary_metric: str
     unit: str
-    target: str
+    targets: tuple[str, ...]
     model_version: str
     results: list[RecipeResult]
     baseline: RecipeResult | None = field(default=None)
+
+    @property
+    def target(self) -> str:
+        """The first target: the one the plots and the Pareto front use."""
+        return self.targets[0]
 
     def delta(self, r: RecipeResult) -> float:
         if self.baseline is None:
@@ -170,7 +181,7 @@ def _sparse_storage_bits(w: torch.Tensor, pattern: str, value_bits: float) -> tu
 
 
 def _evaluate_recipe(
-    task: Task, recipe: Recipe, target: str, measured: dict | None
+    task: Task, recipe: Recipe, targets: Sequence[str], measured: dict | None
 ) -> RecipeResult:
     from picojoule.study.cost import recipe_cost
 
@@ -188,7 +199,10 @@ def _evaluate_recipe(
     sp_rows = sparsity_report(
         model, example_input=example if isinstance(example, torch.Tensor) else None
     )
-    cost = recipe_cost(model, example, target, measured)
+    costs = {}
+    for t in targets:
+        runs = measured if measured and measured["target"] == t else None
+        costs[t] = recipe_cost(model, example, t, runs)
     return RecipeResult(
         recipe=recipe,
         metrics=metrics,
@@ -196,42 +210,72 @@ def _evaluate_recipe(
         model_bytes=nbytes,
         layers=layers,
         sparsity=sparsity_dict(sp_rows)["layers"],  # type: ignore[index]
-        cost=cost,
+        costs=costs,
         applied=applied,
         seconds=time.perf_counter() - t0,
     )
+
+
+def _targets(target: str | Sequence[str]) -> tuple[str, ...]:
+    names = (target,) if isinstance(target, str) else tuple(target)
+    names = tuple(dict.fromkeys(n.strip() for n in names if n.strip()))
+    if not names:
+        raise ConfigError("no target to cost the recipes on; give --target eyeriss (or several)")
+    return names
+
+
+def _measured_for(measured: Path | None, targets: tuple[str, ...]) -> dict | None:
+    """The `picojoule bench gpu` run for the one target GPU it was taken on."""
+    if not measured:
+        return None
+    from picojoule.study.targets import gpu_names, load_measured
+
+    gpus = [t for t in targets if t in gpu_names()]
+    if not gpus:
+        raise ConfigError(
+            f"--measured holds GPU measurements; none of the targets ({', '.join(targets)}) "
+            "is a GPU"
+        )
+    errors = []
+    for t in gpus:
+        try:
+            return {**load_measured(measured, t), "target": t}
+        except ConfigError as e:  # taken on another GPU: try the next target
+            errors.append(str(e))
+    raise ConfigError(errors[-1])
 
 
 def run(
     task: Task,
     recipes: Sequence[Recipe],
     *,
-    target: str = "eyeriss",
+    target: str | Sequence[str] = "eyeriss",
     cache: ResultCache | Path | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     measured: Path | None = None,
 ) -> StudyResult:
     """Run every recipe on `task` (cached, resumable); the first baseline recipe is the FP32
-    reference for deltas (one is added if none is given). `measured`: a `picojoule bench gpu`
-    JSON from the target GPU, whose board pJ/op then bills each layer too."""
+    reference for deltas (one is added if none is given). `target`: one name or several (each
+    recipe is evaluated once and costed on every target). `measured`: a `picojoule bench gpu`
+    JSON from one of the target GPUs, whose board pJ/op then bills each layer there too."""
     if not recipes:
         raise ConfigError("no recipes to run")
     recipes = list(recipes)
     if not any(r.is_baseline for r in recipes):
         recipes.insert(0, Recipe(name="fp32"))
-    store = ResultCache(cache) if isinstance(cache, Path | str) else cache
-    version = fingerprint(task.model())
-    from picojoule.study.targets import load_measured
-
-    gpu_runs = load_measured(measured, target) if measured else None
-    mtag = f"|measured:{gpu_runs['digest']}" if gpu_runs else ""
+    targets = _targets(target)
+    from picojoule.study.targets import check_target, target_id
     from picojoule.versioning import code_digest
 
+    for t in targets:
+        check_target(t)
+    gpu_runs = _measured_for(measured, targets)
+    store = ResultCache(cache) if isinstance(cache, Path | str) else cache
+    version = fingerprint(task.model())
+    mtag = f"|measured:{gpu_runs['target']}:{gpu_runs['digest']}" if gpu_runs else ""
     code = code_digest(_RESULT_CODE)
-    from picojoule.study.targets import check_target, target_id
-
-    check_target(target)
-    study_key = f"v{RESULT_VERSION}+{code}|{task.name}|{version}|{target_id(target)}{mtag}"
+    where = ",".join(target_id(t) for t in targets)
+    study_key = f"v{RESULT_VERSION}+{code}|{task.name}|{version}|{where}{mtag}"
     results: list[RecipeResult] = []
     try:
         for i, recipe in enumerate(recipes):
@@ -242,7 +286,7 @@ def run(
                 hit.pop("recipe", None)
                 results.append(RecipeResult(recipe=recipe, cached=True, **hit))
                 continue
-            r = _evaluate_recipe(task, recipe, target, gpu_runs)
+            r = _evaluate_recipe(task, recipe, targets, gpu_runs)
             if store:
                 store.put(study_key, recipe.key(), r.to_dict())
             results.append(r)
@@ -256,7 +300,7 @@ def run(
         task=task.name,
         primary_metric=task.primary_metric,
         unit=getattr(task, "unit", ""),
-        target=target,
+        targets=targets,
         model_version=version,
         results=results,
         baseline=baseline,
