@@ -27,12 +27,31 @@ from torch.overrides import TorchFunctionMode
 from picojoule.formats import Format
 from picojoule.quant.modules import _fake_quant, ste
 
-__all__ = ["MATMULS", "ProductFakeQuant", "install_products", "product_format_of"]
+__all__ = [
+    "MATMULS",
+    "ProductFakeQuant",
+    "install_products",
+    "product_format_of",
+    "matrix_operands",
+]
 
 # Matrix products called as functions (attention's QK^T and AV in most models).
 MATMULS = frozenset({torch.matmul, torch.bmm, operator.matmul, torch.Tensor.matmul,
                      torch.Tensor.__matmul__, torch.Tensor.bmm})  # fmt: skip
 _SDPA_PARAMS = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale")
+
+
+def matrix_operands(
+    func: Any, args: tuple, kwargs: dict
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(a, b) when `func(*args, **kwargs)` is a product of two matrices (or stacks of them);
+    None for anything else, matrix-vector products included."""
+    if func not in MATMULS or len(args) != 2 or kwargs:
+        return None
+    a, b = args
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and min(a.dim(), b.dim()) >= 2:
+        return a, b
+    return None
 
 
 def sdpa_arguments(args: tuple, kwargs: dict) -> dict[str, Any]:
@@ -121,13 +140,9 @@ class _ProductMode(TorchFunctionMode):
     ) -> Any:
         kwargs = kwargs or {}
         if self.quant.depth == 0:
-            if func in MATMULS and len(args) == 2 and not kwargs:
-                a, b = args
-                if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and min(
-                    a.dim(), b.dim()
-                ) >= 2:  # fmt: skip
-                    return func(self.quant.left(a), self.quant.right(b))
-            elif func is F.scaled_dot_product_attention:
+            if (ab := matrix_operands(func, args, kwargs)) is not None:
+                return func(self.quant.left(ab[0]), self.quant.right(ab[1]))
+            if func is F.scaled_dot_product_attention:
                 return self.quant.sdpa(args, kwargs)
         return func(*args, **kwargs)
 

@@ -28,11 +28,11 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from picojoule.errors import PicojouleError, ShapeError
-from picojoule.quant.products import MATMULS
+from picojoule.quant.products import matrix_operands
 from picojoule.workload.layer import Layer, Workload
 
 __all__ = ["from_model", "record", "Recorded", "apply_recipe", "layer_of", "matmul_layer",
-           "sdpa_layers", "MATMULS"]  # fmt: skip
+           "sdpa_layers"]  # fmt: skip
 
 FLOAT_FORMAT = "fp16"
 # Weighted layers whose loop nests this package does not describe (reported, not mapped).
@@ -267,17 +267,12 @@ class _Products(TorchFunctionMode):
         owner = rec.names.get(rec.stack[-1], "") if rec.stack else ""
         prefix = f"{owner}." if owner else ""
         quant, fmt = rec.quant, rec.product_format
-        if func in MATMULS and len(args) >= 2:
-            a, b = args[0], args[1]
-            if (
-                isinstance(a, torch.Tensor)
-                and isinstance(b, torch.Tensor)
-                and min(a.dim(), b.dim()) >= 2
-            ):
-                if quant is not None:
-                    a, b = quant.left(a), quant.right(b)
-                name = rec.unique(f"{prefix}matmul")
-                rec.add(matmul_layer(name, a, b, recipe=rec.recipe, float_format=fmt), None)
+        if (ab := matrix_operands(func, args, kwargs)) is not None:
+            a, b = ab
+            if quant is not None:
+                a, b = quant.left(a), quant.right(b)
+            name = rec.unique(f"{prefix}matmul")
+            rec.add(matmul_layer(name, a, b, recipe=rec.recipe, float_format=fmt), None)
         elif func is F.scaled_dot_product_attention:
             base = rec.unique(f"{prefix}sdpa")
             for layer in sdpa_layers(
