@@ -32,6 +32,9 @@ def main() -> None:
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile row")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--save-tuning", type=Path, default=None)
+    parser.add_argument(
+        "--retune", action="store_true", help="ignore shipped and cached configs: time every one"
+    )
     args = parser.parse_args()
     console = Console()
     try:
@@ -39,6 +42,10 @@ def main() -> None:
     except GpuUnavailableError as e:
         console.print(f"[yellow]skipped: {e}[/yellow]")
         return
+    if args.retune:
+        from picojoule.gpu.ops import forget_tuning
+
+        forget_tuning()
     command = "python benchmarks/bench_gpu_kernels.py " + " ".join(
         shlex.quote(a) for a in sys.argv[1:]
     )

@@ -31,6 +31,9 @@ from picojoule.gpu.packing import PACKED_FORMATS, dequant, pack  # noqa: E402
 CONFIGS = [
     KernelConfig(block_m=16, block_n=32, block_k=32, deq_asm=False),
     KernelConfig(block_m=16, block_n=32, block_k=128, split_k=2, swap_ab=True, deq_asm=False),
+    # hand prefetch; split-K 4 leaves some splits of the short K without a tile
+    KernelConfig(block_m=16, block_n=32, block_k=32, split_k=4, prefetch=True, deq_asm=False),
+    KernelConfig(block_m=16, block_n=32, block_k=64, swap_ab=True, prefetch=True, deq_asm=False),
 ]
 SHAPES = [(5, 40, 70), (16, 32, 250), (1, 17, 128)]
 

@@ -45,6 +45,14 @@ def test_shipped_h100_configs_load() -> None:
     key = "NVIDIA H100 80GB HBM3|vsq4_v16_s4|a16|m16|n8192|k8192"
     found = cache.get(key)
     assert found is not None and found.block_m == 16
+    cache.forget()  # bench_gpu_kernels.py --retune: every candidate is timed again
+    assert cache.get(key) is None
+
+
+def test_decode_candidates_include_hand_prefetch() -> None:
+    cands = candidates(16, 8192, 8192, fmt="vsq4_v16_s4")
+    assert any(c.prefetch for c in cands) and any(not c.prefetch for c in cands)
+    assert all("prefetch" in c.label() for c in cands if c.prefetch)
 
 
 def test_tune_picks_fastest_and_records_failures() -> None:

@@ -24,6 +24,7 @@ CONFIGS = [
     None,  # the bucket's default (these shapes are below the tuning threshold)
     KernelConfig(block_m=16, block_n=64, block_k=32, swap_ab=True),
     KernelConfig(block_m=32, block_n=32, block_k=32, split_k=2, deq_asm=False),
+    KernelConfig(block_m=16, block_n=64, block_k=64, split_k=4, prefetch=True),
     KernelConfig(block_m=128, block_n=64, block_k=128, path="dequant+cublas"),
 ]
 

@@ -156,6 +156,7 @@ def launch(
         BLOCK_K=cfg.block_k,
         GROUP_M=cfg.group_m,
         DEQ_ASM=cfg.deq_asm and not interpret_mode(),
+        PREFETCH=cfg.prefetch,
         num_warps=cfg.num_warps,
         num_stages=cfg.num_stages,
     )
@@ -270,6 +271,13 @@ def packed_matmul(
             f"{w.padded_in_features}"
         )
     return launch(x2, w, cfg, bias, x_scale).reshape(*lead, w.out_features)
+
+
+def forget_tuning() -> None:
+    """Time every candidate again on the next call per shape (shipped and cached configs and
+    this process's choices are dropped; new winners are cached as usual)."""
+    TUNING.forget()
+    _RESOLVED.clear()
 
 
 def _config_for(

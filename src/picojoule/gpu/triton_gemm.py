@@ -23,7 +23,8 @@ and the one rounding of the scale product.
 Tiles: `x` is read as two [BLOCK_M, BLOCK_K/2] halves that match the low and high nibbles of
 the packed weight bytes (elements i and i+8 of each 16-vector), so no in-register interleave is
 needed. SWAP_AB computes out^T tiles (weights as the MMA's left operand), SPLIT_K splits the
-reduction over programs that `atomic_add` into an fp32 output.
+reduction over programs that `atomic_add` into an fp32 output, PREFETCH loads K tile t+1 into
+registers while tile t is computed (software pipelining by hand, scales included).
 """
 
 from __future__ import annotations
@@ -65,6 +66,49 @@ def _vector_scales(sc_ptr, rn, t, stride_sn, FMT: tl.constexpr, BLOCK_K: tl.cons
     else:  # VS-Quant: s_q of vector 2j in the low nibble of byte j, 2j+1 in the high
         pair = tl.join((b & 15).to(tl.float32), (b >> 4).to(tl.float32))
     return tl.reshape(pair, (b.shape[0], BLOCK_K // 16))
+
+
+@triton.jit
+def _weight_tile(qw_ptr, rn, t, stride_qn, FMT: tl.constexpr, BLOCK_K: tl.constexpr):
+    """K tile t of the packed weight rows `rn`: int8 [BN, NV, 16] for W8 (natural order),
+    else the bytes [BN, NV, 8] whose low/high nibbles are elements i and i+8 of each vector."""
+    v = tl.arange(0, BLOCK_K // 16)
+    if FMT == 1:
+        i16 = tl.arange(0, 16)
+        return tl.load(
+            qw_ptr
+            + rn[:, None, None] * stride_qn
+            + (t * BLOCK_K + 16 * v)[None, :, None]
+            + i16[None, None, :]
+        )
+    i8 = tl.arange(0, 8)
+    return tl.load(
+        qw_ptr
+        + rn[:, None, None] * stride_qn
+        + (t * (BLOCK_K // 2) + 8 * v)[None, :, None]
+        + i8[None, None, :]
+    )
+
+
+@triton.jit
+def _act_tile(x_ptr, rm, t, stride_xm, K, FMT: tl.constexpr, EVEN_K: tl.constexpr,
+              BLOCK_K: tl.constexpr):  # fmt: skip
+    """K tile t of the activation rows `rm`, matched to `_weight_tile`: [BM, NV, 16] for W8,
+    else the halves (elements i and i+8 of each 16-vector), each [BM, NV, 8]. Zero past K."""
+    v = tl.arange(0, BLOCK_K // 16)
+    if FMT == 1:
+        kk = t * BLOCK_K + 16 * v[None, :, None] + tl.arange(0, 16)[None, None, :]
+        xp = x_ptr + rm[:, None, None] * stride_xm + kk
+        if EVEN_K:  # noqa: SIM108 - constexpr branch: the unmasked load compiles alone
+            xt = tl.load(xp)
+        else:
+            xt = tl.load(xp, mask=kk < K, other=0.0)
+        return xt, xt  # one tile; the pair keeps the 4-bit path's shape
+    kk = t * BLOCK_K + 16 * v[None, :, None] + tl.arange(0, 8)[None, None, :]
+    xp = x_ptr + rm[:, None, None] * stride_xm + kk
+    if EVEN_K:
+        return tl.load(xp), tl.load(xp + 8)
+    return tl.load(xp, mask=kk < K, other=0.0), tl.load(xp + 8, mask=kk + 8 < K, other=0.0)
 
 
 @triton.jit
@@ -214,8 +258,8 @@ def packed_gemm_kernel(
     BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr,
     DEQ_ASM: tl.constexpr,
+    PREFETCH: tl.constexpr = False,
 ):
-    NV: tl.constexpr = BLOCK_K // 16
     HALF: tl.constexpr = BLOCK_K // 2
     pid = tl.program_id(0)
     pid_k = tl.program_id(1)
@@ -233,9 +277,6 @@ def packed_gemm_kernel(
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     rm = offs_m % M  # wrapped rows are computed and never stored: loads stay unmasked
     rn = offs_n % N
-    v = tl.arange(0, NV)
-    i8 = tl.arange(0, 8)
-    i16 = tl.arange(0, 16)
 
     k_tiles = KP // BLOCK_K
     per_split = tl.cdiv(k_tiles, SPLIT_K)
@@ -246,58 +287,48 @@ def packed_gemm_kernel(
     else:
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
 
+    if PREFETCH:
+        # Registers carry tile t+1's scales, weight bytes and activations while tile t is
+        # dequantized and multiplied: the loads' latency hides behind the math without the
+        # compiler's pipeliner (which leaves the scale bytes out; docs/gpu.md).
+        t_first = tl.minimum(t_lo, k_tiles - 1)  # an empty split reads a valid tile, unused
+        s_next = _vector_scales(sc_ptr, rn, t_first, stride_sn, FMT, BLOCK_K)
+        w_next = _weight_tile(qw_ptr, rn, t_first, stride_qn, FMT, BLOCK_K)
+        xa_next, xb_next = _act_tile(x_ptr, rm, t_first, stride_xm, K, FMT, EVEN_K, BLOCK_K)
     for t in range(t_lo, t_hi):
-        k0 = t * BLOCK_K
-        s3 = _vector_scales(sc_ptr, rn, t, stride_sn, FMT, BLOCK_K)[:, :, None]
+        if PREFETCH:
+            s3, wt, xa, xb = s_next[:, :, None], w_next, xa_next, xb_next
+            t_after = tl.minimum(t + 1, k_tiles - 1)
+            s_next = _vector_scales(sc_ptr, rn, t_after, stride_sn, FMT, BLOCK_K)
+            w_next = _weight_tile(qw_ptr, rn, t_after, stride_qn, FMT, BLOCK_K)
+            xa_next, xb_next = _act_tile(x_ptr, rm, t_after, stride_xm, K, FMT, EVEN_K, BLOCK_K)
+        else:
+            s3 = _vector_scales(sc_ptr, rn, t, stride_sn, FMT, BLOCK_K)[:, :, None]
+            wt = _weight_tile(qw_ptr, rn, t, stride_qn, FMT, BLOCK_K)
+            xa, xb = _act_tile(x_ptr, rm, t, stride_xm, K, FMT, EVEN_K, BLOCK_K)
         if FMT == 1:
             # W8: natural order, one [BN, NV, 16] tile, tf32 MMA on exact (q * s_q)
-            wq = tl.load(
-                qw_ptr
-                + rn[:, None, None] * stride_qn
-                + (k0 + 16 * v)[None, :, None]
-                + i16[None, None, :]
-            )
-            w = tl.reshape(wq.to(tl.float32) * s3, (BLOCK_N, BLOCK_K))
-            kk = k0 + 16 * v[None, :, None] + i16[None, None, :]
-            xp = x_ptr + rm[:, None, None] * stride_xm + kk
-            if EVEN_K:  # noqa: SIM108 - constexpr branch: the unmasked load compiles alone
-                xt = tl.load(xp)
-            else:
-                xt = tl.load(xp, mask=kk < K, other=0.0)
-            xt = tl.reshape(xt.to(tl.float32), (BLOCK_M, BLOCK_K))
+            w = tl.reshape(wt.to(tl.float32) * s3, (BLOCK_N, BLOCK_K))
+            xt = tl.reshape(xa.to(tl.float32), (BLOCK_M, BLOCK_K))
             if SWAP_AB:
                 acc = tl.dot(w, tl.trans(xt), acc, input_precision="tf32")
             else:
                 acc = tl.dot(xt, tl.trans(w), acc, input_precision="tf32")
         else:
-            wb = tl.load(
-                qw_ptr
-                + rn[:, None, None] * stride_qn
-                + (k0 // 2 + 8 * v)[None, :, None]
-                + i8[None, None, :]
-            )
             if FMT == 0 and DEQ_ASM:
-                w_lo, w_hi = _vsq4_asm(wb, s3)
+                w_lo, w_hi = _vsq4_asm(wt, s3)
             elif FMT == 0:
-                w_lo = _vsq4_half(wb & 15, s3)
-                w_hi = _vsq4_half(wb >> 4, s3)
+                w_lo = _vsq4_half(wt & 15, s3)
+                w_hi = _vsq4_half(wt >> 4, s3)
             elif DEQ_ASM:
-                w_lo, w_hi = _fp4_asm(wb, s3)
+                w_lo, w_hi = _fp4_asm(wt, s3)
             else:
-                w_lo = _fp4_half(wb & 15, s3)
-                w_hi = _fp4_half(wb >> 4, s3)
+                w_lo = _fp4_half(wt & 15, s3)
+                w_hi = _fp4_half(wt >> 4, s3)
             w_lo = tl.reshape(w_lo, (BLOCK_N, HALF))
             w_hi = tl.reshape(w_hi, (BLOCK_N, HALF))
-            kk = k0 + 16 * v[None, :, None] + i8[None, None, :]
-            xp = x_ptr + rm[:, None, None] * stride_xm + kk
-            if EVEN_K:
-                x_lo = tl.load(xp)
-                x_hi = tl.load(xp + 8)
-            else:
-                x_lo = tl.load(xp, mask=kk < K, other=0.0)
-                x_hi = tl.load(xp + 8, mask=kk + 8 < K, other=0.0)
-            x_lo = tl.reshape(x_lo.to(tl.bfloat16), (BLOCK_M, HALF))
-            x_hi = tl.reshape(x_hi.to(tl.bfloat16), (BLOCK_M, HALF))
+            x_lo = tl.reshape(xa.to(tl.bfloat16), (BLOCK_M, HALF))
+            x_hi = tl.reshape(xb.to(tl.bfloat16), (BLOCK_M, HALF))
             if SWAP_AB:
                 acc = tl.dot(w_lo, tl.trans(x_lo), acc)
                 acc = tl.dot(w_hi, tl.trans(x_hi), acc)
@@ -348,12 +379,7 @@ def dequant_kernel(
     i8 = tl.arange(0, 8)
     k0 = t * BLOCK_K
     s3 = _vector_scales(sc_ptr, rn, t, stride_sn, FMT, BLOCK_K)[:, :, None]
-    wb = tl.load(
-        qw_ptr
-        + rn[:, None, None] * stride_qn
-        + (k0 // 2 + 8 * v)[None, :, None]
-        + i8[None, None, :]
-    )
+    wb = _weight_tile(qw_ptr, rn, t, stride_qn, FMT, BLOCK_K)
     if FMT == 0 and DEQ_ASM:
         w_lo, w_hi = _vsq4_asm(wb, s3)
     elif FMT == 0:
