@@ -77,14 +77,28 @@ def test_study_on_a_user_model(monkeypatch, capsys, tmp_path):
     assert code == 2 and "loader's batches fit the model" in out
 
 
-def test_idle_threads_follow_the_load_average(monkeypatch):
+def test_idle_threads_leave_busy_cores_alone(monkeypatch):
     import os
 
-    from picojoule.cli import idle_threads
+    import picojoule.cli as cli
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
-    for load, expect in ((0.1, 4), (1.4, 3), (2.6, 1), (9.0, 1)):
-        monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, 0.0, 0.0))
-        assert idle_threads(4) == expect
-    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
-    assert idle_threads(2) == 2  # never above torch's own choice
+    for busy, expect in ((0.1, 4), (1.4, 3), (2.6, 1), (9.0, 1)):
+        monkeypatch.setattr(cli, "busy_cores", lambda busy=busy: busy)
+        assert cli.idle_threads(4) == expect
+    monkeypatch.setattr(cli, "busy_cores", lambda: 0.0)
+    assert cli.idle_threads(2) == 2  # never above torch's own choice
+    monkeypatch.setattr(cli, "busy_cores", lambda: None)
+    assert cli.idle_threads(3) == 3  # unknown: torch's choice
+
+
+def test_busy_cores_reads_proc_stat():
+    import os
+
+    from picojoule.cli import busy_cores
+
+    busy = busy_cores(0.05)
+    if not os.path.exists("/proc/stat"):
+        assert busy is None
+    elif busy is not None:
+        assert 0.0 <= busy <= len(os.sched_getaffinity(0))

@@ -21,19 +21,46 @@ app = typer.Typer(
 console = Console(width=None if sys.stdout.isatty() else 130)
 
 
-def idle_threads(default: int) -> int:
-    """Intra-op threads for a study: the cores the 1-minute load average leaves idle, at most
-    `default` (torch's own choice), at least 1. Fake-quant is many small ops; each waits for
-    its slowest thread, so a thread sharing a core with other work stalls all of them (a 2-core
-    machine under load ran the default study 3x slower on 2 threads than on 1; BENCHMARKS.md)."""
+def busy_cores(window_s: float = 0.2) -> float | None:
+    """Cores other work keeps busy now: the non-idle share of /proc/stat's CPU time over
+    `window_s`, times the CPU count. None where that cannot be read or does not describe the
+    cores this process may use (no /proc, or a container that sees the host's CPUs)."""
     import os
+    import time
+
+    def snap() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:9]]
+        return ticks[3] + ticks[4], sum(ticks)  # (idle + iowait, all)
 
     try:
-        busy = os.getloadavg()[0]
-    except (AttributeError, OSError):  # no load average on this platform
+        with open("/proc/stat") as f:
+            cpus = sum(1 for line in f if line.startswith("cpu") and line[3].isdigit())
+        if not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) != cpus:
+            return None
+        idle0, all0 = snap()
+        time.sleep(window_s)
+        idle1, all1 = snap()
+    except (OSError, ValueError, IndexError):
+        return None
+    if all1 <= all0:
+        return None
+    return cpus * (1.0 - (idle1 - idle0) / (all1 - all0))
+
+
+def idle_threads(default: int) -> int:
+    """Intra-op threads for a study: the cores other work leaves idle right now (sampled, not
+    the load average, which still counts jobs that just ended), at most `default` (torch's own
+    choice), at least 1. Fake-quant is many small ops; each waits for its slowest thread, so a
+    thread sharing a core with other work stalls all of them (BENCHMARKS.md: a 2-core machine
+    ran the default study in 25 s on 2 threads beside another job, 8 s on 1)."""
+    import os
+
+    busy = busy_cores()
+    if busy is None:
         return default
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(default, (cores or 1) - round(busy)))
+    cores = len(os.sched_getaffinity(0))
+    return max(1, min(default, cores - round(busy)))
 
 
 @app.command()
@@ -54,7 +81,7 @@ def study(
         None, help="`picojoule bench gpu` JSON from the target GPU: bill measured pJ/op too"
     ),
     threads: int = typer.Option(
-        0, help="torch CPU threads (0: the cores other work leaves idle, by load average)"
+        0, help="torch CPU threads (0: the cores other work leaves idle, sampled at start)"
     ),
 ) -> None:
     """Run recipes on a model: accuracy, bits, energy, latency per recipe; write a report."""
