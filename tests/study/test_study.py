@@ -289,3 +289,29 @@ def test_accelerator_yaml_target(tmp_path):
     bad.write_text("levels: 3\n")
     with pytest.raises(ConfigError, match="'name' is required"):
         run(_model, _data, _agreement, RECIPES[:1], target=str(bad), cache=None)
+
+
+def test_torch_transformer_is_unfused_for_every_recipe():
+    def build() -> nn.Module:
+        torch.manual_seed(0)
+        return nn.Sequential(
+            nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True),
+            nn.Flatten(), nn.Linear(16 * 4, 3),
+        ).eval()  # fmt: skip
+
+    g = torch.Generator().manual_seed(0)
+    data = [(torch.randn(8, 4, 16, generator=g), torch.randint(0, 3, (8,), generator=g))]
+
+    def acc(model: nn.Module, batches) -> float:
+        x, y = batches[0]
+        return float((model(x).argmax(-1) == y).float().mean())
+
+    res = run(build, data, acc, [Recipe(name="fp32"), Recipe(name="w8a8", quant="w:int8,a:int8")],
+              target="h100")  # fmt: skip
+    for r in res.results:
+        assert r.applied["attention"] == ["0.self_attn: unfused"]
+        names = [lay["name"] for lay in r.cost["layers"]]
+        assert "0.self_attn.sdpa.qk" in names and "0.self_attn.q_proj" in names
+        assert not any(a.startswith("not costed") for a in r.cost["assumptions"])
+    fp32 = res.results[0]
+    assert fp32.metrics["metric"] == acc(build(), data)  # unfusing keeps the numbers

@@ -166,6 +166,29 @@ def test_from_model_reads_formats_of_an_already_quantized_model() -> None:
     assert {layer.input_format for layer in got.layers} == {"e4m3/tensor"}
 
 
+def test_from_model_points_multihead_attention_to_unfuse() -> None:
+    from picojoule.quant import unfuse_attention_
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.attn(x, x, x, need_weights=False)[0]
+
+    model, x = Block(), torch.randn(1, 4, 8)
+    with (
+        pytest.warns(UserWarning, match=r"attn \(MultiheadAttention\); unfuse"),
+        pytest.raises(PicojouleError, match="no convolution, linear or matmul"),
+    ):
+        from_model(model, x)
+    unfuse_attention_(model)
+    got = [layer.name for layer in from_model(model, x).layers]
+    assert got == ["attn.q_proj", "attn.k_proj", "attn.v_proj", "attn.sdpa.qk", "attn.sdpa.av",
+                   "attn.out_proj"]  # fmt: skip
+
+
 def test_from_model_names_layers_it_cannot_model() -> None:
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ConvTranspose2d(4, 2, 2))
     with pytest.warns(UserWarning, match=r"not mapped .*1 \(ConvTranspose2d\)"):

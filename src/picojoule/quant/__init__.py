@@ -1,13 +1,15 @@
 """Quantizing models: `quantize_(model, recipe)`, calibration, fake-quant modules, report.
 
 Public: `quantize_`, `parse_recipe`, `QuantConfig`, `TensorQuant`, `calibrate`, `report`,
-`LayerQuant`, `ste`. Importable with torch + numpy alone.
+`LayerQuant`, `ste`, `unfuse_attention_` (nn.MultiheadAttention -> Linear projections + SDPA).
+Importable with torch + numpy alone.
 """
 
 from picojoule.quant.api import LayerQuant, quantize_, report, weight_transforms
 from picojoule.quant.calibrate import calibrate
 from picojoule.quant.modules import ActivationFakeQuant, CodebookWeight, WeightFakeQuant, ste
 from picojoule.quant.recipe import QuantConfig, TensorQuant, parse_recipe, resolve_format
+from picojoule.quant.unfuse import UnfusedAttention, unfuse_attention_
 
 __all__ = [
     "quantize_",
@@ -23,4 +25,6 @@ __all__ = [
     "CodebookWeight",
     "ActivationFakeQuant",
     "weight_transforms",
+    "unfuse_attention_",
+    "UnfusedAttention",
 ]

@@ -143,9 +143,9 @@ def _warn_functional_attention(model: nn.Module) -> None:
         warnings.warn(
             f"nn.MultiheadAttention ({', '.join(names[:4])}{' ...' if len(names) > 4 else ''}) "
             "runs its projections functionally: only out_proj's weight is quantized; in_proj, "
-            "the projections' inputs (a:) and its attention products (attn:) stay float. Build "
-            "attention from nn.Linear projections and F.scaled_dot_product_attention (as HF "
-            "models do) to quantize all of it",
+            "the projections' inputs (a:) and its attention products (attn:) stay float. Call "
+            "picojoule.quant.unfuse_attention_(model) first: same numbers, Linear projections "
+            "and SDPA that quantize_ reaches",
             stacklevel=3,
         )
 

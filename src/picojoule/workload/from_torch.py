@@ -13,7 +13,8 @@ included). Each layer carries
   applied), else `fp16`;
 * densities: the weight mask's density (if `sparsify_` was applied) and the measured
   fraction of non-zero inputs in this example run (ReLU outputs are sparse).
-3-D and transposed convolutions are not modelled; they are named in a warning.
+3-D and transposed convolutions are not modelled, nor is `nn.MultiheadAttention` (its projections
+run inside one function; `picojoule.quant.unfuse_attention_` exposes them): a warning names them.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ __all__ = ["from_model", "record", "Recorded", "apply_recipe", "layer_of", "matm
 
 FLOAT_FORMAT = "fp16"
 # Weighted layers whose loop nests this package does not describe (reported, not mapped).
-_UNMODELLED = (nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+_UNMODELLED = (nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
+               nn.MultiheadAttention)  # fmt: skip
 
 
 def _operand_formats(
@@ -391,8 +393,14 @@ def from_model(model: nn.Module, example_input: Any, recipe: Any = None) -> Work
     calls, skipped = record(model, example_input, recipe=recipe)
     name = type(model).__name__
     if skipped:
+        hint = (
+            "; unfuse nn.MultiheadAttention first (picojoule.quant.unfuse_attention_)"
+            if any(s.endswith("(MultiheadAttention)") for s in skipped)
+            else ""
+        )
         warnings.warn(
-            f"{name}: not mapped (no loop-nest model for these layer types): " + ", ".join(skipped),
+            f"{name}: not mapped (no loop-nest model for these layer types): "
+            f"{', '.join(skipped)}{hint}",
             stacklevel=2,
         )
     if not calls:
