@@ -170,6 +170,9 @@ def _plots(study: StudyResult) -> dict[str, str]:
             [pts[i][1] for i in front],
             color="#cc0000",
             lw=1,
+            marker="o",
+            markersize=9,
+            markerfacecolor="none",  # a ring around each recipe on the front, even a lone one
             label="Pareto front",
         )
         ax.set_xscale("log")
@@ -258,12 +261,12 @@ def _recipe_rows(study: StudyResult) -> list[list[Any]]:
         rows.append([
             r.recipe.name, r.recipe.describe(), f"{r.metrics[m]:.4g}",
             "-" if r.recipe.is_baseline else f"{study.delta(r):+.3g}",
-            f"{r.bits_per_weight:.2f}", f"{r.model_bytes:,}", f"{c.get('macs', 0):,}",
+            "yes" if r.recipe.name in front else "", f"{r.bits_per_weight:.2f}",
+            f"{r.model_bytes:,}", f"{c.get('macs', 0):,}",
             f"{c.get('mults', 0):,}", _fmt_energy(c.get("energy_pj")),
             _fmt_energy(c.get("sol_energy_pj")),
             f"{c['latency_s'] * 1e6:.3g}" if c.get("latency_s") else "-",
             _fmt_energy(c.get("measured_energy_pj")),
-            "yes" if r.recipe.name in front else "",
         ])  # fmt: skip
     return rows
 
@@ -315,9 +318,9 @@ def _by_target(study: StudyResult) -> str:
 
 def render_html(study: StudyResult) -> str:
     plots = _plots(study)
-    head = ["recipe", "levers", study.primary_metric, "delta", "bits/weight", "weight bytes",
-            "MACs", "multiplies", "energy/inf", "SOL energy", "latency (us)",
-            "measured GPU energy", "Pareto front"]  # fmt: skip
+    head = ["recipe", "levers", study.primary_metric, "delta", "Pareto front", "bits/weight",
+            "weight bytes", "MACs", "multiplies", "energy/inf", "SOL energy", "latency (us)",
+            "measured GPU energy"]  # fmt: skip
     imgs = "".join(
         f'<h2>{title}</h2><img alt="{key}" src="{plots[key]}">'
         for key, title in (("pareto", "Accuracy vs energy"), ("layers", "Energy per layer"),
