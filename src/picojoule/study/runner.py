@@ -127,8 +127,9 @@ def _summarise(recs: Sequence, recipe: Recipe, lever: str) -> list[str]:
 
 
 def _weights_summary(model: nn.Module) -> tuple[float, int, list[dict[str, Any]]]:
-    """Bits per weight (parameter-weighted) and exact weight bytes as stored: the layer's
-    format with every scale, in the smallest sparse layout when a mask pruned it."""
+    """Bits per weight (parameter-weighted) and exact bytes as stored of the Linear/Conv
+    layers' weights (their format with every scale, in the smallest sparse layout when a mask
+    pruned it) and biases (FP32). Embeddings and normalization parameters are not counted."""
     from picojoule.formats import ScaledFormat
     from picojoule.quant import report as quant_report
     from picojoule.quant.api import weight_format_of
@@ -160,9 +161,10 @@ def _weights_summary(model: nn.Module) -> tuple[float, int, list[dict[str, Any]]
         row["stored_bits"] = bits
         total_bits += bits
         n_weights += n
-    for name, p in model.named_parameters():
-        if name.endswith("bias"):
-            total_bits += p.numel() * 32
+    for row in rows:  # each layer's own bias, in FP32; a LayerNorm's is not a layer's
+        bias = getattr(layer_modules[row["name"]], "bias", None)
+        if isinstance(bias, torch.Tensor):
+            total_bits += bias.numel() * 32
     bpw = total_bits / n_weights if n_weights else float("nan")
     return bpw, math.ceil(total_bits / 8), rows
 
