@@ -65,7 +65,9 @@ def idle_threads(default: int) -> int:
 
 @app.command()
 def study(
-    model: str = typer.Option("digits", help="digits | minilm | package.module:build"),
+    model: str = typer.Option(
+        "digits", help="digits | minilm | st:DIR (your sentence-embedding model) | pkg.mod:build"
+    ),
     data: str = typer.Option(None, help="package.module:loader (user models)"),
     metric: str = typer.Option(None, help="package.module:score (user models)"),
     recipes: str = typer.Option("default", help="preset name or recipes YAML file"),

