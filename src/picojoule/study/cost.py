@@ -8,11 +8,12 @@ formats and measured densities. Operands no recipe rounds are FP32, the study's 
 products take the format the recipe's `attn:` rounds them to (`picojoule.quant.products`), so
 accuracy and cost describe the same computation.
 On top it records the multiplies the recipe really needs (Winograd needs fewer) and the
-Winograd transform additions. `recipe_cost` hands the layers to the target model.
+Winograd transform additions. `recipe_costs` hands the layers to each target's model.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ import torch.nn as nn
 
 from picojoule.workload.layer import Layer
 
-__all__ = ["LayerCount", "layer_counts", "recipe_cost", "STUDY_FLOAT"]
+__all__ = ["LayerCount", "layer_counts", "recipe_cost", "recipe_costs", "STUDY_FLOAT"]
 
 STUDY_FLOAT = "fp32"  # operands no recipe quantizes: the study's baseline is FP32
 
@@ -81,16 +82,20 @@ def layer_counts(model: nn.Module, example: Any) -> list[LayerCount]:
     return rows
 
 
-def recipe_cost(
-    model: nn.Module, example: Any, target: str, measured: dict | None = None
-) -> dict[str, Any]:
-    """Counts plus the target's energy/latency bill (see `picojoule.study.targets`)."""
+def recipe_costs(
+    model: nn.Module,
+    example: Any,
+    targets: Sequence[str],
+    measured: dict | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Counts (recorded once) plus each target's energy/latency bill
+    (`picojoule.study.targets`). `measured` bills the GPU it was taken on (its "target" key,
+    when set, names that GPU)."""
     from picojoule.formats import get
-    from picojoule.quant.api import functional_attention
     from picojoule.study.targets import bill
 
     counts = layer_counts(model, example)
-    out: dict[str, Any] = {
+    shared: dict[str, Any] = {
         "macs": sum(c.macs for c in counts),
         "mults": sum(c.mults for c in counts),
         "weight_bits": sum(
@@ -108,25 +113,43 @@ def recipe_cost(
             for c in counts
         ],  # fmt: skip
     }
-    out.update(bill(counts, target, measured))
+    notes = _coverage_notes(model, counts, shared["macs"])
+    out = {}
+    for target in targets:
+        runs = measured if measured and measured.get("target", target) == target else None
+        billed = bill(counts, target, runs)
+        out[target] = {**shared, **billed, "assumptions": [*billed["assumptions"], *notes]}
+    return out
+
+
+def recipe_cost(
+    model: nn.Module, example: Any, target: str, measured: dict | None = None
+) -> dict[str, Any]:
+    """`recipe_costs` on one target."""
+    return recipe_costs(model, example, [target], measured)[target]
+
+
+def _coverage_notes(model: nn.Module, counts: list[LayerCount], macs: int) -> list[str]:
+    """What the counts leave out or assume about attention, for the report's assumptions."""
+    from picojoule.quant.api import functional_attention
+
+    notes = []
     if skipped := functional_attention(model):
-        out["assumptions"] = [
-            *out["assumptions"],
+        notes.append(
             f"not costed: nn.MultiheadAttention ({', '.join(skipped)}) computes its projections "
-            "and products inside one function that layer hooks cannot see",
-        ]
+            "and products inside one function that layer hooks cannot see"
+        )
     products = [c for c in counts if c.kind == "matmul"]
     if products:
-        share = sum(c.macs for c in products) / max(out["macs"], 1)
+        share = sum(c.macs for c in products) / max(macs, 1)
         fmts = sorted({c.layer.input_format for c in products})
         how = (
             "FP32 operands: no attn: in the recipe, and the emulation runs them unquantized too"
             if fmts == [STUDY_FLOAT]
             else f"{', '.join(fmts)} operands, as the recipe's attn: rounds them"
         )
-        out["assumptions"] = [
-            *out["assumptions"],
+        notes.append(
             f"{len(products)} functional matmuls (attention's QK^T and AV; "
-            f"{100 * share:.1f} % of MACs) costed with {how}",
-        ]
-    return out
+            f"{100 * share:.1f} % of MACs) costed with {how}"
+        )
+    return notes

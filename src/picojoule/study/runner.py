@@ -186,7 +186,7 @@ def _evaluate_recipe(
     task: Task, recipe: Recipe, targets: Sequence[str], measured: dict | None
 ) -> RecipeResult:
     from picojoule.quant import unfuse_attention_
-    from picojoule.study.cost import recipe_cost
+    from picojoule.study.cost import recipe_costs
 
     t0 = time.perf_counter()
     torch.manual_seed(0)
@@ -207,10 +207,7 @@ def _evaluate_recipe(
     sp_rows = sparsity_report(
         model, example_input=example if isinstance(example, torch.Tensor) else None
     )
-    costs = {}
-    for t in targets:
-        runs = measured if measured and measured["target"] == t else None
-        costs[t] = recipe_cost(model, example, t, runs)
+    costs = recipe_costs(model, example, targets, measured)
     return RecipeResult(
         recipe=recipe,
         metrics=metrics,
