@@ -191,6 +191,8 @@ def load(
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     model_dir = _model_dir() if model_dir is None else _user_dir(Path(model_dir))
     tf = _transformers()
+    bars = tf.utils.logging.is_progress_bar_enabled()
+    tf.utils.logging.disable_progress_bar()  # its weight-loading bar would cut into ours
     try:
         encoder = tf.AutoModel.from_pretrained(str(model_dir), local_files_only=True)
         tokenizer = tf.AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
@@ -200,6 +202,9 @@ def load(
             f"{str(e).splitlines()[0]}); give a directory with config.json, model.safetensors "
             "(or pytorch_model.bin) and tokenizer files"
         ) from None
+    finally:
+        if bars:
+            tf.utils.logging.enable_progress_bar()
     if getattr(encoder, "pooler", None) is not None:
         encoder.pooler = None  # sentence pooling never reads it (see SentenceEncoder)
     pooling, normalize, max_len = sentence_config(model_dir)
