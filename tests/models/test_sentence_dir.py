@@ -64,3 +64,37 @@ def test_bad_directories_are_named(tmp_path):
                                    "pooling_mode_mean_tokens": True}, normalize=True)  # fmt: skip
     with pytest.raises(ConfigError, match="runs exactly one of"):
         minilm.load(model_dir=two)
+
+
+@pytest.mark.parametrize("arch", ["roberta", "distilbert"])
+def test_other_encoder_architectures(tmp_path, arch):
+    """A plain HF directory (no modules.json) of another architecture: mean pooling, normalised,
+    and the study's levers and costs reach its layers."""
+    import transformers as tf
+
+    from picojoule.quant import quantize_
+    from picojoule.study.cost import layer_counts
+
+    if arch == "roberta":
+        cfg = tf.RobertaConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
+                               num_attention_heads=2, intermediate_size=64,
+                               max_position_embeddings=66)  # fmt: skip
+        enc = tf.RobertaModel(cfg)
+    else:
+        cfg = tf.DistilBertConfig(vocab_size=30522, dim=32, n_layers=2, n_heads=2, hidden_dim=64,
+                                  max_position_embeddings=64)  # fmt: skip
+        enc = tf.DistilBertModel(cfg)
+    d = tmp_path / arch
+    enc.save_pretrained(d)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        (d / name).symlink_to(SHIPPED / name)
+    model, tok = minilm.load(model_dir=d)
+    assert (model.pooling, model.normalize) == ("mean", True)
+    assert model.max_seq_len == min(256, cfg.max_position_embeddings)
+    ids, mask = minilm.tokenize(tok, ["one sentence", "and a longer second one"], max_seq_len=64)
+    with torch.no_grad():
+        emb = model(ids, mask)
+    torch.testing.assert_close(emb.norm(dim=1), torch.ones(2))
+    quantize_(model, "w:int8,a:int8,attn:e4m3")
+    kinds = {r.kind for r in layer_counts(model, (ids[:1], mask[:1]))}
+    assert {"Linear", "matmul"} <= kinds
