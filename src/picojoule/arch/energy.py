@@ -59,7 +59,8 @@ def operand_bits(arch: Arch, layer: Layer) -> dict[Operand, float]:
     """Stored bits per element of each operand (dense positions; compression amortized).
 
     Partial sums travel at the accumulator width. With compressed sparse storage an element
-    costs density x bits plus the metadata bits.
+    costs density x bits plus the metadata bits; weights an N:M engine runs cost N/M x bits
+    plus their index bits.
     """
     bits: dict[Operand, float] = {}
     for op, fmt, density in (
@@ -67,7 +68,10 @@ def operand_bits(arch: Arch, layer: Layer) -> dict[Operand, float]:
         ("inputs", layer.input_format, layer.input_density),
     ):
         b = float(get_format(fmt).bits_per_element)
-        if arch.sparse.compressed:
+        frac = arch.sparse.structured_fraction(layer.weight_pattern)
+        if op == "weights" and frac is not None:  # N:M layout: N values + indices per M
+            b = frac * b + arch.sparse.structured_metadata_bits()
+        elif arch.sparse.compressed:
             b = density * b + arch.sparse.metadata_bits_per_element
         bits[op] = b
     bits["outputs"] = float(arch.mac.accumulator_bits)

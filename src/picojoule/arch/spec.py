@@ -12,6 +12,7 @@ fields, so a YAML typo is an error, not a silently ignored key.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -126,6 +127,14 @@ class MacUnit(_Frozen):
     energy_pj: float | None = Field(default=None, ge=0.0)
 
 
+def _n_m(text: str) -> tuple[int, int]:
+    """(N, M) of an 'N:M' pattern; ValueError for anything else."""
+    parts = text.split(":")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise ValueError(f"{text!r} is not an N:M pattern")
+    return int(parts[0]), int(parts[1])
+
+
 class SparseSupport(_Frozen):
     """What the hardware does with zeros (layer densities come from the workload).
 
@@ -134,12 +143,43 @@ class SparseSupport(_Frozen):
     v1's data gating, Chen et al., JSSC 2017, section V-B); memory accesses are still counted.
     `compressed`: weights and inputs are stored and moved as non-zeros plus
     `metadata_bits_per_element` (1.0 = a bitmask), at every level.
+    `structured`: "N:M", a sparse tensor core (NVIDIA A100 whitepaper, 2020, "Fine-Grained
+    Structured Sparsity"): weights pruned to at most N non-zeros in every M along the reduction
+    run in N/M of the cycles and MAC energy, stored as the N values per group plus a
+    ceil(log2 M)-bit index each. Other weights, and unstructured sparsity, run dense.
     """
 
     gate_zero_macs: bool = False
     gate_zero_inputs: bool = False
     compressed: bool = False
     metadata_bits_per_element: float = Field(default=1.0, ge=0.0)
+    structured: str | None = None
+
+    @field_validator("structured")
+    @classmethod
+    def _n_of_m(cls, v: str | None) -> str | None:
+        if v is not None:
+            n, m = _n_m(v)
+            if not 0 < n < m:
+                raise ValueError(f"structured {v!r}: need 0 < N < M in 'N:M', e.g. '2:4'")
+        return v
+
+    def structured_fraction(self, weight_pattern: str) -> float | None:
+        """N/M when weights pruned to `weight_pattern` run on this N:M engine: a pattern with
+        the same M and at most N non-zeros fits (1:4 runs as 2:4). None: they run dense."""
+        if self.structured is None or not weight_pattern:
+            return None
+        n, m = _n_m(self.structured)
+        try:
+            pn, pm = _n_m(weight_pattern)
+        except ValueError:  # unstructured, block, channel: not this engine's pattern
+            return None
+        return n / m if pm == m and pn <= n else None
+
+    def structured_metadata_bits(self) -> float:
+        """Index bits per dense weight position of the N:M compressed layout."""
+        n, m = _n_m(self.structured or "1:2")
+        return n * math.ceil(math.log2(m)) / m
 
     def mac_density(self, weight_density: float, input_density: float) -> float:
         """Fraction of a layer's MACs that spend energy."""

@@ -36,6 +36,7 @@ class Cost:
     compute_cycles: int
     bound_by: str
     macs: int
+    issued_macs: float  # N/M of `macs` on an N:M sparse engine running N:M weights
     utilization: float
     spatial_utilization: float
     clock_ghz: float
@@ -56,6 +57,11 @@ class Cost:
         return {
             op: sum(row.get(op, 0.0) for row in self.energy_by_level_pj.values()) for op in OPERANDS
         }
+
+
+def executed_macs(layer: Layer, arch: Arch) -> float:
+    """MACs the hardware issues: all of them, or N/M on an N:M sparse engine."""
+    return layer.macs * (arch.sparse.structured_fraction(layer.weight_pattern) or 1.0)
 
 
 def cost_from_batch(layer: Layer, arch: Arch, batch: BatchCost, i: int) -> Cost:
@@ -101,7 +107,8 @@ def cost_from_batch(layer: Layer, arch: Arch, batch: BatchCost, i: int) -> Cost:
         compute_cycles=int(batch.compute_cycles[i]),
         bound_by=bound,
         macs=layer.macs,
-        utilization=layer.macs / (cycles * arch.lanes),
+        issued_macs=executed_macs(layer, arch),
+        utilization=executed_macs(layer, arch) / (cycles * arch.lanes),
         spatial_utilization=float(batch.used_lanes[i]) / arch.lanes,
         clock_ghz=arch.clock_ghz,
     )

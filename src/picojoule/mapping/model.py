@@ -190,8 +190,13 @@ def evaluate_batch(
     level_e[:, 0, _O] -= out_total * (bits[_O] - out_bits) * energy.write_pj_per_bit[0, _O]
     net_e = (deliv * access_bits).sum(axis=2) * energy.network_pj_per_bit[None]
     density = arch.sparse.mac_density(layer.weight_density, layer.input_density)
-    mac_e = layer.macs * energy.mac_pj * density
+    # A sparse tensor core skips the pruned positions of N:M weights: N/M of the MACs, issued
+    # in N/M of the cycles (the index bits select the matching inputs).
+    frac = arch.sparse.structured_fraction(layer.weight_pattern) or 1.0
+    mac_e = layer.macs * energy.mac_pj * density * frac
     energy_pj = level_e.sum(axis=(1, 2)) + net_e.sum(axis=1) + mac_e
+    if frac < 1.0:
+        total_t = np.ceil(total_t * frac).astype(np.int64)
 
     # Latency: compute (one temporal iteration per cycle) against each level's bandwidth.
     traffic = ((reads + writes) * access_bits).sum(axis=2)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from picojoule.arch.energy import EnergyTable, operand_bits, resolve_energy
 from picojoule.arch.spec import Arch
 from picojoule.formats import get as get_format
+from picojoule.mapping.cost import executed_macs
 from picojoule.mapping.search import Objective, SearchResult, search
 from picojoule.workload.layer import OPERANDS, Layer, Workload
 
@@ -44,14 +45,15 @@ def speed_of_light(layer: Layer, arch: Arch, energy: EnergyTable) -> SpeedOfLigh
         + layer.output_elems * out_bits * energy.write_pj_per_bit[0, o]
     )
     density = arch.sparse.mac_density(layer.weight_density, layer.input_density)
-    mac_pj = layer.macs * energy.mac_pj * density
+    macs = executed_macs(layer, arch)  # N/M of them on an N:M sparse engine
+    mac_pj = macs * energy.mac_pj * density
     dram_bits = (
         layer.weight_elems * bits["weights"]
         + layer.input_elems * bits["inputs"]
         + layer.output_elems * out_bits
     )
     bw = arch.levels[0].bandwidth_bits_per_cycle
-    cycles = max(layer.macs / arch.lanes, dram_bits / bw if bw else 0.0)
+    cycles = max(macs / arch.lanes, dram_bits / bw if bw else 0.0)
     return SpeedOfLight(energy_pj=float(dram_pj + mac_pj), cycles=float(cycles))
 
 
@@ -107,8 +109,10 @@ class WorkloadCost:
 
     @property
     def utilization(self) -> float:
-        """MACs over lane-cycles: the fraction of the array's peak actually used."""
-        return self.macs / (self.cycles * self.lanes)
+        """MACs issued over lane-cycles: the fraction of the array's peak actually used (an
+        N:M sparse engine issues N/M of a pruned layer's MACs)."""
+        issued = sum(r.result.cost.issued_macs * r.layer.repeat for r in self.layers)
+        return issued / (self.cycles * self.lanes)
 
     @property
     def mac_energy_pj(self) -> float:

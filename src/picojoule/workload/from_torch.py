@@ -173,11 +173,16 @@ def layer_of(
     other module). `key` is the module name recipes match (default `name`)."""
     if isinstance(mod, nn.Conv1d | nn.Conv2d):
         fm = _operand_formats(mod, key or name, recipe, float_format)
-        return _conv_layer(name, x, out, mod, fm)
-    if isinstance(mod, nn.Linear):
+        layer = _conv_layer(name, x, out, mod, fm)
+    elif isinstance(mod, nn.Linear):
         fm = _operand_formats(mod, key or name, recipe, float_format)
-        return _linear_layer(name, x, mod.out_features, mod.in_features, fm)
-    return None
+        layer = _linear_layer(name, x, mod.out_features, mod.in_features, fm)
+    else:
+        return None
+    from picojoule.sparsity import mask_of
+
+    mask = mask_of(mod)  # its pattern lets an N:M sparse engine skip the pruned positions
+    return replace(layer, weight_pattern=mask.pattern) if mask is not None else layer
 
 
 def matmul_layer(

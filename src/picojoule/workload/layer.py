@@ -62,6 +62,7 @@ class Layer:
     output_format: str = "int8"
     weight_density: float = 1.0
     input_density: float = 1.0
+    weight_pattern: str = ""  # the sparsity pattern that pruned the weights ("2:4"), if any
     repeat: int = 1
 
     def __post_init__(self) -> None:
@@ -118,6 +119,7 @@ class Layer:
             self.output_format,
             self.weight_density,
             self.input_density,
+            self.weight_pattern,
         )
 
     def describe(self) -> str:

@@ -7,12 +7,14 @@ Per SM: 4 third-generation tensor cores of 256 dense FP16 FMA per clock each (10
 a 256 kB register file (64 kB per processing block), up to 164 kB of shared memory; 108 SMs
 share 1555 GB/s of HBM2 at a 1410 MHz boost clock, so one SM's share is 1555e9 / 108 /
 1.41e9 = 10.2 bytes per cycle. 7 nm (TSMC N7). A tensor-core MMA is modelled as 256 lanes:
-an 8 x 4 tile of outputs by an 8-deep reduction per core per cycle.
+an 8 x 4 tile of outputs by an 8-deep reduction per core per cycle. Weights pruned 2:4 along
+the reduction run on the sparse tensor cores: half the cycles and MAC energy, compressed
+weights (`SparseSupport(structured="2:4")`).
 """
 
 from __future__ import annotations
 
-from picojoule.arch.spec import Arch, Fanout, MacUnit, MemoryLevel
+from picojoule.arch.spec import Arch, Fanout, MacUnit, MemoryLevel, SparseSupport
 
 __all__ = ["tensor_core_sm"]
 
@@ -55,7 +57,12 @@ def tensor_core_sm(*, mac_format: str | None = "fp16", accumulator_bits: int = 3
             ),
         ),
         mac=MacUnit(format=mac_format, accumulator_bits=accumulator_bits),
+        # Sparse tensor cores: 2:4 weights at twice the dense math rate, stored as the two
+        # values per group plus 2-bit indices (A100 whitepaper, "Fine-Grained Structured
+        # Sparsity").
+        sparse=SparseSupport(structured="2:4"),
         node_nm=NODE_NM,
         clock_ghz=CLOCK_GHZ,
-        description="NVIDIA A100 SM: 4 tensor cores x 256 FP16 FMA/clk, 164 kB smem, 256 kB RF",
+        description="NVIDIA A100 SM: 4 tensor cores x 256 FP16 FMA/clk (2:4 sparse: 2x), "
+        "164 kB smem, 256 kB RF",
     )
