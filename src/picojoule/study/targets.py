@@ -245,6 +245,7 @@ def _accelerator_bill(counts: list[LayerCount], target: str) -> dict[str, Any]:
             "transform additions at the input format's add energy",
             "batch 1: one inference = one example input; operand densities measured on it "
             "(weights: sparsity masks; inputs: zeros such as ReLU outputs) - the preset decides "
-            "whether zeros save energy (gating) or bytes (compression)",
+            "whether zeros save energy (gating), bytes (compression), or math and cycles (an "
+            "N:M sparse engine running N:M-pruned weights)",
         ],
     }
