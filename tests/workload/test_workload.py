@@ -194,3 +194,22 @@ def test_from_model_names_layers_it_cannot_model() -> None:
     with pytest.warns(UserWarning, match=r"not mapped .*1 \(ConvTranspose2d\)"):
         got = from_model(model, torch.randn(1, 3, 6, 6))
     assert [layer.name for layer in got.layers] == ["0"]
+
+
+def test_from_model_sees_a_tied_lm_head() -> None:
+    class TinyLM(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Embedding(100, 16)
+            self.mix = nn.Linear(16, 16)
+
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            h = torch.relu(self.mix(self.embed(ids)))
+            return F.linear(h, self.embed.weight)  # the head shares the embedding matrix
+
+    got = from_model(TinyLM(), torch.randint(0, 100, (2, 5)))
+    assert [(layer.name, layer.kind, layer.N, layer.K, layer.C) for layer in got.layers] == [
+        ("mix", "linear", 10, 16, 16),
+        ("linear", "linear", 10, 100, 16),
+    ]
+    assert got.layers[1].input_density < 1.0  # measured on the ReLU output

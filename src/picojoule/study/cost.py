@@ -72,8 +72,8 @@ def layer_counts(model: nn.Module, example: Any) -> list[LayerCount]:
     rows = []
     for c in calls:
         mults, tadds = c.layer.macs, 0
-        if c.module is None:
-            rows.append(LayerCount(layer=c.layer, kind="matmul", mults=mults))
+        if c.module is None:  # a functional call: "matmul", or "linear" (F.linear)
+            rows.append(LayerCount(layer=c.layer, kind=c.layer.kind, mults=mults))
             continue
         if hasattr(c.module, "tile") and isinstance(c.module, nn.Conv2d):  # WinogradConv2d
             mults, tadds = _winograd_ops(c.module, c.out_shape)

@@ -251,8 +251,9 @@ class Recorded:
 
 class _Products(TorchFunctionMode):
     """Records the matrix products called as functions outside layer modules (attention's
-    Q K^T and A V: `torch.matmul`, `@`, `bmm`, `F.scaled_dot_product_attention`), named after
-    the innermost module running them. Products inside a layer module (a Winograd conv's
+    Q K^T and A V: `torch.matmul`, `@`, `bmm`, `F.scaled_dot_product_attention`; and
+    `F.linear` on a weight no module owns, such as an LM head tied to the embeddings), named
+    after the innermost module running them. Products inside a layer module (a Winograd conv's
     transforms, a quantizer) belong to that layer.
 
     An `attn:` quantizer (`picojoule.quant.products`) rewrites SDPA into plain matmuls, so this
@@ -286,6 +287,13 @@ class _Products(TorchFunctionMode):
                 base, args, kwargs, recipe=rec.recipe, float_format=fmt, rounder=quant
             ):
                 rec.add(layer, None)
+        elif func is F.linear:  # a functional layer, e.g. an LM head tied to the embeddings
+            x = args[0] if args else kwargs.get("input")
+            w = args[1] if len(args) > 1 else kwargs.get("weight")
+            if isinstance(x, torch.Tensor) and isinstance(w, torch.Tensor) and w.dim() == 2:
+                name = rec.unique(f"{prefix}linear")
+                formats = _operand_formats(None, name, rec.recipe, rec.float_format)
+                rec.add(_linear_layer(name, x, w.shape[0], w.shape[1], formats), None)
         return out
 
 
