@@ -90,7 +90,11 @@ def test_other_encoder_architectures(tmp_path, arch):
         (d / name).symlink_to(SHIPPED / name)
     model, tok = minilm.load(model_dir=d)
     assert (model.pooling, model.normalize) == ("mean", True)
-    assert model.max_seq_len == min(256, cfg.max_position_embeddings)
+    # RoBERTa numbers positions from padding_idx + 1 = 2: 66 embeddings hold 64 tokens
+    assert model.max_seq_len == 64  # DistilBERT: 64 embeddings, 64 tokens
+    long = minilm.tokenize(tok, ["word " * 200], max_seq_len=model.max_seq_len)
+    with torch.no_grad():
+        model(*long)  # the longest input the model accepts runs
     ids, mask = minilm.tokenize(tok, ["one sentence", "and a longer second one"], max_seq_len=64)
     with torch.no_grad():
         emb = model(ids, mask)

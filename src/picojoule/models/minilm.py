@@ -209,6 +209,9 @@ def load(
         encoder.pooler = None  # sentence pooling never reads it (see SentenceEncoder)
     pooling, normalize, max_len = sentence_config(model_dir)
     limit = int(getattr(encoder.config, "max_position_embeddings", DEFAULT_MAX_SEQ_LEN))
+    pad = getattr(getattr(encoder, "embeddings", None), "padding_idx", None)
+    if isinstance(pad, int):  # RoBERTa-style positions start after the padding index
+        limit -= pad + 1
     model = SentenceEncoder(
         encoder, max_seq_len=min(max_len or DEFAULT_MAX_SEQ_LEN, limit), pooling=pooling,
         normalize=normalize,
