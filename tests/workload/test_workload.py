@@ -213,3 +213,22 @@ def test_from_model_sees_a_tied_lm_head() -> None:
         ("linear", "linear", 10, 100, 16),
     ]
     assert got.layers[1].input_density < 1.0  # measured on the ReLU output
+
+
+def test_from_model_sees_functional_convolutions() -> None:
+    class Functional(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(8, 3, 3, 3))
+            self.conv = nn.Conv2d(8, 8, 3, padding=1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = F.conv2d(x, self.w, stride=2, padding=1)  # a weight no Conv2d owns
+            return self.conv(y)
+
+    got = from_model(Functional(), torch.randn(1, 3, 16, 16))
+    first = got.layers[0]
+    assert (first.name, first.kind, first.K, first.C, first.P, first.R, first.stride_h) == (
+        "conv", "conv", 8, 3, 8, 3, 2,
+    )  # fmt: skip
+    assert [layer.name for layer in got.layers] == ["conv", "conv#1"]  # then the module "conv"

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, replace
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -98,7 +99,7 @@ def _conv_layer(
     name: str,
     x: torch.Tensor,
     out: torch.Tensor,
-    mod: nn.Conv1d | nn.Conv2d,
+    mod: nn.Conv1d | nn.Conv2d | SimpleNamespace,
     formats: tuple[str, str, float],
 ) -> Layer:
     if any(d != 1 for d in mod.dilation):
@@ -249,12 +250,34 @@ class Recorded:
     out_shape: tuple[int, ...]
 
 
+_CONV_PARAMS = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
+
+
+def _functional_conv(args: tuple, kwargs: dict) -> SimpleNamespace | None:
+    """`F.conv1d/2d`'s arguments with the attributes `_conv_layer` reads from a Conv module."""
+    p = (
+        {"stride": 1, "dilation": 1, "groups": 1}
+        | dict(zip(_CONV_PARAMS, args, strict=False))
+        | kwargs
+    )
+    x, w = p.get("input"), p.get("weight")
+    if not isinstance(x, torch.Tensor) or not isinstance(w, torch.Tensor) or w.dim() < 3:
+        return None
+    dims = w.dim() - 2
+
+    def per_dim(v: Any) -> tuple[int, ...]:
+        return tuple(v) if isinstance(v, tuple | list) else (int(v),) * dims
+
+    return SimpleNamespace(input=x, kernel_size=tuple(w.shape[2:]), stride=per_dim(p["stride"]),
+                           dilation=per_dim(p["dilation"]), groups=int(p["groups"]))  # fmt: skip
+
+
 class _Products(TorchFunctionMode):
     """Records the matrix products called as functions outside layer modules (attention's
     Q K^T and A V: `torch.matmul`, `@`, `bmm`, `F.scaled_dot_product_attention`; and
-    `F.linear` on a weight no module owns, such as an LM head tied to the embeddings), named
-    after the innermost module running them. Products inside a layer module (a Winograd conv's
-    transforms, a quantizer) belong to that layer.
+    `F.linear`, `F.conv1d`, `F.conv2d` on weights no layer module owns, such as an LM head
+    tied to the embeddings), named after the innermost module running them. Products inside a
+    layer module (a Winograd conv's transforms, a quantizer) belong to that layer.
 
     An `attn:` quantizer (`picojoule.quant.products`) rewrites SDPA into plain matmuls, so this
     mode is entered innermost, sees each call first, and rounds the operands with that
@@ -287,6 +310,12 @@ class _Products(TorchFunctionMode):
                 base, args, kwargs, recipe=rec.recipe, float_format=fmt, rounder=quant
             ):
                 rec.add(layer, None)
+        elif func in (F.conv1d, F.conv2d) and isinstance(out, torch.Tensor):
+            conv = _functional_conv(args, kwargs)
+            if conv is not None:
+                name = rec.unique(f"{prefix}conv")
+                formats = _operand_formats(None, name, rec.recipe, rec.float_format)
+                rec.add(_conv_layer(name, conv.input, out, conv, formats), None, out.shape)
         elif func is F.linear:  # a functional layer, e.g. an LM head tied to the embeddings
             x = args[0] if args else kwargs.get("input")
             w = args[1] if len(args) > 1 else kwargs.get("weight")
