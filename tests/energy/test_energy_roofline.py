@@ -48,6 +48,12 @@ def test_pruned_weights_use_the_sparse_peak_and_compressed_storage() -> None:
     # 2:4: half the values plus a 2-bit index each -> 9 bits per weight instead of 16
     assert d.bytes_moved - s.bytes_moved == pytest.approx(4096 * 4096 * (16 - 9) / 8)
     assert s.math_energy_pj == pytest.approx(d.math_energy_pj / 2)
+    # a mask that names its pattern: 2:4 and 1:4 run sparse; unstructured 50 % runs dense
+    for pattern, runs_sparse in (("2:4", True), ("1:4", True), ("unstructured:0.5", False),
+                                 ("4:8", False), ("block4x4:0.5", False)):  # fmt: skip
+        named = Layer(**{**pruned.__dict__, "weight_pattern": pattern})
+        (b,) = roofline(_one(named), gpu("a100")).layers
+        assert b.sparse == runs_sparse, pattern
 
 
 def test_compute_rate_falls_back_to_a_format_that_holds_the_operands() -> None:

@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from picojoule.workload.layer import DIMS, OPERANDS, Operand
+from picojoule.workload.layer import DIMS, OPERANDS, Operand, n_of_m
 
 __all__ = ["Arch", "MemoryLevel", "Fanout", "MacUnit", "SparseSupport", "Dim"]
 
@@ -129,10 +129,10 @@ class MacUnit(_Frozen):
 
 def _n_m(text: str) -> tuple[int, int]:
     """(N, M) of an 'N:M' pattern; ValueError for anything else."""
-    parts = text.split(":")
-    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+    nm = n_of_m(text)
+    if nm is None:
         raise ValueError(f"{text!r} is not an N:M pattern")
-    return int(parts[0]), int(parts[1])
+    return nm
 
 
 class SparseSupport(_Frozen):
@@ -170,11 +170,8 @@ class SparseSupport(_Frozen):
         if self.structured is None or not weight_pattern:
             return None
         n, m = _n_m(self.structured)
-        try:
-            pn, pm = _n_m(weight_pattern)
-        except ValueError:  # unstructured, block, channel: not this engine's pattern
-            return None
-        return n / m if pm == m and pn <= n else None
+        layer_nm = n_of_m(weight_pattern)  # None: unstructured, block, channel
+        return n / m if layer_nm is not None and layer_nm[1] == m and layer_nm[0] <= n else None
 
     def structured_metadata_bits(self) -> float:
         """Index bits per dense weight position of the N:M compressed layout."""

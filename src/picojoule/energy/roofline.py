@@ -7,9 +7,10 @@ Per layer:
   between DRAM and the chip at its format's bits per element (scale bits amortized) - no
   implementation can move less without recomputation or compression beyond the format.
 - the compute rate is the GPU's fastest datasheet peak whose format holds both operands
-  exactly (int8 x int8 -> the INT8 tensor cores; int8 on a K20X -> FP32); weights pruned to
-  density <= 0.5 use the 2:4 sparse peak where the GPU has one, and are then stored 2:4
-  compressed (half the values plus a 2-bit index per kept value, NVIDIA's layout).
+  exactly (int8 x int8 -> the INT8 tensor cores; int8 on a K20X -> FP32); weights pruned 2:4
+  (or 1:4; a layer naming no pattern: density <= 0.5) use the 2:4 sparse peak where the GPU
+  has one, and are then stored 2:4 compressed (half the values plus a 2-bit index per kept
+  value, NVIDIA's layout). Unstructured masks run dense: the sparse tensor cores need 2:4.
 - minimum time = max(FLOPs / peak, bytes / bandwidth); the bound is whichever term wins, and
   arithmetic intensity = FLOPs / bytes is compared against the ridge point peak / bandwidth.
 - minimum energy = MACs performed x `mac_energy` of the operand formats at the GPU's process
@@ -155,6 +156,18 @@ def _bits(fmt: str) -> float:
     return float(get(fmt).bits_per_element)
 
 
+def _runs_2to4(layer) -> bool:
+    """Whether the sparse tensor cores can run the layer's weights: pruned N:4 with N <= 2. A
+    layer that names no pattern (a hand-built workload) qualifies by density <= 0.5 alone;
+    unstructured or block masks do not qualify, whatever their density."""
+    from picojoule.workload.layer import n_of_m
+
+    if not layer.weight_pattern:
+        return layer.weight_density <= _SPARSE_DENSITY
+    nm = n_of_m(layer.weight_pattern)
+    return nm is not None and nm[1] == 4 and nm[0] <= 2
+
+
 def roofline(workload, gpu: GpuSpec, *, sparse_2to4: bool = True) -> Roofline:
     """Speed-of-light time and energy of every layer of `workload` (a `picojoule.workload`
     Workload) on `gpu`; see the module docstring for the model."""
@@ -163,9 +176,7 @@ def roofline(workload, gpu: GpuSpec, *, sparse_2to4: bool = True) -> Roofline:
     uncited: set[str] = set()
     for layer in workload.layers:
         key = compute_key(gpu, layer.weight_format, layer.input_format)
-        sparse = (
-            sparse_2to4 and layer.weight_density <= _SPARSE_DENSITY and gpu.has(key, sparse=True)
-        )
+        sparse = sparse_2to4 and _runs_2to4(layer) and gpu.has(key, sparse=True)
         w_bits = _bits(layer.weight_format)
         if sparse:
             w_bits = _SPARSE_DENSITY * (w_bits + _SPARSE_INDEX_BITS)

@@ -18,13 +18,21 @@ from typing import Literal
 
 from picojoule.errors import ShapeError
 
-__all__ = ["DIMS", "OPERANDS", "Operand", "Layer", "Workload", "touched_extent"]
+__all__ = ["DIMS", "OPERANDS", "Operand", "Layer", "Workload", "touched_extent", "n_of_m"]
 
 # Loop dimensions in a fixed order; every array indexed by "dim" in picojoule.hw uses it.
 DIMS: tuple[str, ...] = ("N", "G", "K", "C", "P", "Q", "R", "S")
 Operand = Literal["weights", "inputs", "outputs"]
 OPERANDS: tuple[Operand, ...] = ("weights", "inputs", "outputs")
 LayerKind = Literal["conv", "depthwise", "linear", "matmul"]
+
+
+def n_of_m(pattern: str) -> tuple[int, int] | None:
+    """(N, M) of an "N:M" structured-sparsity pattern; None for anything else."""
+    parts = pattern.split(":")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        return None
+    return int(parts[0]), int(parts[1])
 
 
 def touched_extent(out_extent: int, kernel_extent: int, stride: int) -> int:
