@@ -192,7 +192,8 @@ def _gpu_bill(counts: list[LayerCount], target: str, measured: dict | None) -> d
             " batch 1 leaves a GPU far below its peaks, so real latency is higher",
             "energy estimate: TDP x roofline time; speed of light: MAC energy at the GPU's "
             "node + compulsory DRAM traffic (no instruction overhead, no on-chip traffic)",
-            "2:4 sparse peak used where weights are <= 50 % dense and the GPU has one",
+            "2:4 sparse peak used where weights are pruned 2:4 (or 1:4) and the GPU has one; "
+            "unstructured masks run dense",
         ],
     }
 
