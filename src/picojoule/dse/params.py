@@ -177,7 +177,7 @@ def build_arch(preset: str, design: Mapping[str, Scalar]) -> Arch:
 
 
 def apply_to_workload(workload: Workload, design: Mapping[str, Scalar]) -> Workload:
-    """The workload as this design runs it: operand formats and weight density set."""
+    """The workload as this design runs it: operand formats, weight density and pattern set."""
     w = workload
     if "weight_format" in design or "activation_format" in design:
         first = w.layers[0]
@@ -185,9 +185,11 @@ def apply_to_workload(workload: Workload, design: Mapping[str, Scalar]) -> Workl
             weight_format=str(design.get("weight_format", first.weight_format)),
             input_format=str(design.get("activation_format", first.input_format)),
         )
-    density = sparsity_density(str(design.get("sparsity", "dense")))
-    if density < 1.0:
-        w = Workload(
-            name=w.name, layers=tuple(replace(layer, weight_density=density) for layer in w.layers)
+    pattern = str(design.get("sparsity", "dense"))
+    density = sparsity_density(pattern)
+    if density < 1.0:  # the pattern too: an N:M engine runs only the masks it was built for
+        layers = tuple(
+            replace(layer, weight_density=density, weight_pattern=pattern) for layer in w.layers
         )
+        w = Workload(name=w.name, layers=layers)
     return w
