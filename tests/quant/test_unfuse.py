@@ -96,3 +96,24 @@ def test_modules_with_bias_kv_are_left_alone():
     rec = unfuse_attention_(model)
     assert rec[0].skipped and "add_bias_kv" in rec[0].reason
     assert isinstance(model[0], nn.MultiheadAttention)
+
+
+def test_gpt2_conv1d_projections_become_linears():
+    tf = pytest.importorskip("transformers")
+    from picojoule.quant import expose_layers_
+
+    cfg = tf.GPT2Config(vocab_size=100, n_positions=32, n_embd=32, n_layer=2, n_head=2,
+                        bos_token_id=0, eos_token_id=0)  # fmt: skip
+    torch.manual_seed(0)
+    ref = tf.GPT2Model(cfg).eval()
+    model = copy.deepcopy(ref)
+    done = expose_layers_(model)
+    assert len(done) == 8 and {r.action for r in done} == {"nn.Linear"}  # 4 per block
+    assert isinstance(model.h[0].attn.c_attn, nn.Linear)
+    ids = torch.randint(0, 100, (2, 10))
+    with torch.no_grad():
+        _close(model(ids).last_hidden_state, ref(ids).last_hidden_state)
+    recs = quantize_(model, "w:int8,a:int8,attn:e4m3")
+    assert sum(not r.skipped for r in recs) == 9  # 8 projections + the products
+    kinds = [r.kind for r in layer_counts(model, ids[:1])]
+    assert kinds.count("Linear") == 8 and kinds.count("matmul") == 4

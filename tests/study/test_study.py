@@ -309,7 +309,7 @@ def test_torch_transformer_is_unfused_for_every_recipe():
     res = run(build, data, acc, [Recipe(name="fp32"), Recipe(name="w8a8", quant="w:int8,a:int8")],
               target="h100")  # fmt: skip
     for r in res.results:
-        assert r.applied["attention"] == ["0.self_attn: unfused"]
+        assert r.applied["exposed"] == ["0.self_attn: unfused"]
         names = [lay["name"] for lay in r.cost["layers"]]
         assert "0.self_attn.sdpa.qk" in names and "0.self_attn.q_proj" in names
         assert not any(a.startswith("not costed") for a in r.cost["assumptions"])

@@ -179,7 +179,7 @@ def test_from_model_points_multihead_attention_to_unfuse() -> None:
 
     model, x = Block(), torch.randn(1, 4, 8)
     with (
-        pytest.warns(UserWarning, match=r"attn \(MultiheadAttention\); unfuse"),
+        pytest.warns(UserWarning, match=r"attn \(MultiheadAttention\); expose them first"),
         pytest.raises(PicojouleError, match="no convolution, linear or matmul"),
     ):
         from_model(model, x)
@@ -232,3 +232,19 @@ def test_from_model_sees_functional_convolutions() -> None:
         "conv", "conv", 8, 3, 8, 3, 2,
     )  # fmt: skip
     assert [layer.name for layer in got.layers] == ["conv", "conv#1"]  # then the module "conv"
+
+
+def test_from_model_names_gpt2_conv1d_until_exposed() -> None:
+    tf = pytest.importorskip("transformers")
+    from picojoule.quant import expose_layers_
+
+    cfg = tf.GPT2Config(vocab_size=100, n_positions=16, n_embd=16, n_layer=1, n_head=2,
+                        bos_token_id=0, eos_token_id=0)  # fmt: skip
+    model, ids = tf.GPT2Model(cfg).eval(), torch.randint(0, 100, (1, 6))
+    with pytest.warns(UserWarning, match=r"h.0.attn.c_attn \(Conv1D\).*expose them first"):
+        hidden = from_model(model, ids)
+    assert [layer.kind for layer in hidden.layers] == ["matmul", "matmul"]  # only attention
+    expose_layers_(model)
+    names = [layer.name for layer in from_model(model, ids).layers]
+    assert names == ["h.0.attn.c_attn", "h.0.attn.sdpa.qk", "h.0.attn.sdpa.av", "h.0.attn.c_proj",
+                     "h.0.mlp.c_fc", "h.0.mlp.c_proj"]  # fmt: skip

@@ -9,7 +9,12 @@ from picojoule.quant.api import LayerQuant, quantize_, report, weight_transforms
 from picojoule.quant.calibrate import calibrate
 from picojoule.quant.modules import ActivationFakeQuant, CodebookWeight, WeightFakeQuant, ste
 from picojoule.quant.recipe import QuantConfig, TensorQuant, parse_recipe, resolve_format
-from picojoule.quant.unfuse import UnfusedAttention, unfuse_attention_
+from picojoule.quant.unfuse import (
+    UnfusedAttention,
+    conv1d_to_linear_,
+    expose_layers_,
+    unfuse_attention_,
+)
 
 __all__ = [
     "quantize_",
@@ -27,4 +32,6 @@ __all__ = [
     "weight_transforms",
     "unfuse_attention_",
     "UnfusedAttention",
+    "conv1d_to_linear_",
+    "expose_layers_",
 ]

@@ -123,28 +123,38 @@ def quantize_(
             f"recipe overrides name layers that do not exist: {', '.join(unmatched)}; "
             f"the model's layers are: {', '.join(names[:12])}{' ...' if len(names) > 12 else ''}"
         )
-    _warn_functional_attention(model)
+    _warn_hidden_layers(model)
     done = apply(model, cfg, filter_fn=filter_fn)
     if cfg.attention is not None:
         done.append(_quantize_products(model, cfg.attention.resolve("activation")))
     return done
 
 
-def functional_attention(model: nn.Module) -> list[str]:
-    """Names of `nn.MultiheadAttention` modules: they compute their projections inside
-    `F.multi_head_attention_forward` (in_proj is a bare parameter; out_proj never runs as a
-    module), so layer hooks and pre-hooks do not reach them."""
-    return [n or "<root>" for n, m in model.named_modules() if isinstance(m, nn.MultiheadAttention)]
+def hidden_layers(model: nn.Module) -> list[str]:
+    """ "name (kind)" of every module whose layers hooks cannot reach: `nn.MultiheadAttention`
+    (projections inside `F.multi_head_attention_forward`: in_proj is a bare parameter and
+    out_proj never runs as a module) and Hugging Face `Conv1D` (GPT-2's projections, a Linear
+    through `torch.addmm`). `picojoule.quant.expose_layers_` rewrites both, numbers unchanged."""
+    from picojoule.quant.unfuse import is_hf_conv1d
+
+    out = []
+    for n, m in model.named_modules():
+        if isinstance(m, nn.MultiheadAttention):
+            out.append(f"{n or '<root>'} (MultiheadAttention)")
+        elif is_hf_conv1d(m):
+            out.append(f"{n or '<root>'} (Conv1D)")
+    return out
 
 
-def _warn_functional_attention(model: nn.Module) -> None:
-    names = functional_attention(model)
+def _warn_hidden_layers(model: nn.Module) -> None:
+    names = hidden_layers(model)
     if names:
         warnings.warn(
-            f"nn.MultiheadAttention ({', '.join(names[:4])}{' ...' if len(names) > 4 else ''}) "
-            "runs its projections functionally: only out_proj's weight is quantized; in_proj, "
-            "the projections' inputs (a:) and its attention products (attn:) stay float. Call "
-            "picojoule.quant.unfuse_attention_(model) first: same numbers, Linear projections "
+            f"{', '.join(names[:4])}{' ...' if len(names) > 4 else ''}: hidden from quantize_. "
+            "nn.MultiheadAttention runs its projections functionally: only out_proj's weight is "
+            "quantized; in_proj, the projections' inputs (a:) and its attention products "
+            "(attn:) stay float. Conv1D multiplies through torch.addmm: not quantized. Call "
+            "picojoule.quant.expose_layers_(model) first: same numbers, nn.Linear projections "
             "and SDPA that quantize_ reaches",
             stacklevel=3,
         )

@@ -1,4 +1,6 @@
-"""`unfuse_attention_(model)`: nn.MultiheadAttention -> Linear projections + SDPA, same numbers.
+"""Layers made reachable, same numbers: `unfuse_attention_` (nn.MultiheadAttention -> Linear
+projections + SDPA), `conv1d_to_linear_` (Hugging Face `Conv1D` -> nn.Linear), both at once
+with `expose_layers_`.
 
 `nn.MultiheadAttention` runs its projections and both products inside one function
 (`F.multi_head_attention_forward`): its `in_proj_weight` is a bare parameter and `out_proj`
@@ -25,7 +27,7 @@ import torch.nn.functional as F
 
 from picojoule.config import Applied
 
-__all__ = ["UnfusedAttention", "unfuse_attention_"]
+__all__ = ["UnfusedAttention", "unfuse_attention_", "conv1d_to_linear_", "expose_layers_"]
 
 
 def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
@@ -155,3 +157,31 @@ def unfuse_attention_(model: nn.Module) -> list[Applied]:
         setattr(parent, attr, UnfusedAttention(m).train(m.training))
         done.append(Applied(name=name, kind="MultiheadAttention", action="unfused"))
     return done
+
+
+def is_hf_conv1d(m: nn.Module) -> bool:
+    """transformers' `Conv1D` (GPT-2 and kin): a Linear with its weight stored [in, out]."""
+    return (
+        type(m).__name__ == "Conv1D" and hasattr(m, "nf") and getattr(m, "weight", None) is not None
+    )
+
+
+def conv1d_to_linear_(model: nn.Module) -> list[Applied]:
+    """Replace every Hugging Face `Conv1D` (GPT-2's projections: `x @ W + b` through
+    `torch.addmm`, weight [in, out]) by the `nn.Linear` with weight W^T: the same numbers,
+    a layer `quantize_` and `sparsify_` reach (their vectors run along `in`, the reduction)."""
+    done = []
+    for name, m in list(model.named_modules()):
+        if not name or not is_hf_conv1d(m):
+            continue
+        parent_name, _, attr = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, attr, _linear(m.weight.T, m.bias).train(m.training))
+        done.append(Applied(name=name, kind="Conv1D", action="nn.Linear"))
+    return done
+
+
+def expose_layers_(model: nn.Module) -> list[Applied]:
+    """Every rewrite that turns hidden layers into modules the levers and the cost model
+    reach, numbers unchanged: `unfuse_attention_` then `conv1d_to_linear_`."""
+    return [*unfuse_attention_(model), *conv1d_to_linear_(model)]

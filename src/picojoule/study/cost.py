@@ -131,13 +131,13 @@ def recipe_cost(
 
 def _coverage_notes(model: nn.Module, counts: list[LayerCount], macs: int) -> list[str]:
     """What the counts leave out or assume about attention, for the report's assumptions."""
-    from picojoule.quant.api import functional_attention
+    from picojoule.quant.api import hidden_layers
 
     notes = []
-    if skipped := functional_attention(model):
+    if skipped := hidden_layers(model):
         notes.append(
-            f"not costed: nn.MultiheadAttention ({', '.join(skipped)}) computes its projections "
-            "and products inside one function that layer hooks cannot see"
+            f"not costed: {', '.join(skipped)} - layers inside one function or torch.addmm that "
+            "hooks cannot see (picojoule.quant.expose_layers_ rewrites them, same numbers)"
         )
     products = [c for c in counts if c.kind == "matmul"]
     if products:

@@ -185,18 +185,18 @@ def _sparse_storage_bits(w: torch.Tensor, pattern: str, value_bits: float) -> tu
 def _evaluate_recipe(
     task: Task, recipe: Recipe, targets: Sequence[str], measured: dict | None
 ) -> RecipeResult:
-    from picojoule.quant import unfuse_attention_
+    from picojoule.quant import expose_layers_
     from picojoule.study.cost import recipe_costs
 
     t0 = time.perf_counter()
     torch.manual_seed(0)
     model = task.model()
-    # Every recipe, the baseline too: nn.MultiheadAttention's projections and products become
-    # modules and functional calls that levers and costs reach (same numbers).
-    unfused = unfuse_attention_(model)
+    # Every recipe, the baseline too: nn.MultiheadAttention's projections and products, and
+    # GPT-2-style Conv1D projections, become modules and calls that levers and costs reach.
+    exposed = expose_layers_(model)
     applied = apply_recipe(model, recipe, task)
-    if unfused:
-        applied = {"attention": [f"{r.name}: {r.action or r.reason}" for r in unfused], **applied}
+    if exposed:
+        applied = {"exposed": [f"{r.name}: {r.action or r.reason}" for r in exposed], **applied}
     model.eval()
     metrics = task.evaluate(model)
     bpw, nbytes, layers = _weights_summary(model)

@@ -31,6 +31,7 @@ from torch.overrides import TorchFunctionMode
 
 from picojoule.errors import PicojouleError, ShapeError
 from picojoule.quant.products import matrix_operands
+from picojoule.quant.unfuse import is_hf_conv1d
 from picojoule.workload.layer import Layer, Workload
 
 __all__ = ["from_model", "record", "Recorded", "apply_recipe", "layer_of", "matmul_layer",
@@ -361,7 +362,7 @@ class _Recording:
         if not args or not isinstance(args[0], torch.Tensor) or self.in_layer():
             return
         key = self.names[m]
-        if isinstance(m, _UNMODELLED):
+        if isinstance(m, _UNMODELLED) or is_hf_conv1d(m):
             self.skipped.append(f"{key or '<root>'} ({type(m).__name__})")
             return
         if not isinstance(out, torch.Tensor):
@@ -436,8 +437,8 @@ def from_model(model: nn.Module, example_input: Any, recipe: Any = None) -> Work
     name = type(model).__name__
     if skipped:
         hint = (
-            "; unfuse nn.MultiheadAttention first (picojoule.quant.unfuse_attention_)"
-            if any(s.endswith("(MultiheadAttention)") for s in skipped)
+            "; expose them first (picojoule.quant.expose_layers_: same numbers)"
+            if any(s.endswith(("(MultiheadAttention)", "(Conv1D)")) for s in skipped)
             else ""
         )
         warnings.warn(
