@@ -181,3 +181,39 @@ def test_multihead_attention_is_named_as_out_of_reach():
         quantize_(wrap, "w:int8,a:int8")
     cost = recipe_cost(wrap, torch.randn(1, 4, 8), "h100")
     assert any(a.startswith("not costed: body.1 (MultiheadAttention)") for a in cost["assumptions"])
+
+
+class TwoBlocks(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.first, self.second = Sdpa(), Sdpa()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.second(self.first(x).transpose(1, 2).reshape(B, S, H * D))
+
+
+def test_overrides_pick_each_calling_module_s_format():
+    torch.manual_seed(0)
+    model = TwoBlocks()
+    plain, coarse = copy.deepcopy(model), copy.deepcopy(model)
+    quantize_(model, "attn:e4m3", overrides={"first": "attn:int4", "second": None})
+    quantize_(coarse, "attn:int4")
+    products = [r.layer for r in layer_counts(model, _x()) if r.kind == "matmul"]
+    assert [(p.name, p.input_format) for p in products] == [
+        ("first.sdpa.qk", "int4/tensor"),
+        ("first.sdpa.av", "int4/tensor"),
+        ("second.sdpa.qk", "fp32"),  # kept in float by its override
+        ("second.sdpa.av", "fp32"),
+    ]
+    with torch.no_grad():
+        x, fmt = _x(), "int4/tensor"
+        # by hand: the first block's products rounded to int4, the second block's in float
+        f = plain.first
+        q, k, v = _heads(f.q(x)), _heads(f.k(x)), _heads(f.v(x))
+        scores = _rows(fmt, q) @ _cols(fmt, k.transpose(-1, -2)) / D**0.5
+        first = _rows(fmt, torch.softmax(scores, dim=-1)) @ _cols(fmt, v)
+        want = plain.second(first.transpose(1, 2).reshape(B, S, H * D))
+        torch.testing.assert_close(model(x), want, rtol=1e-5, atol=1e-6)
+        assert not torch.allclose(coarse(x), want, rtol=1e-3, atol=1e-4)  # int4 everywhere
+    with pytest.raises(ConfigError, match="do not exist: nope"):
+        quantize_(TwoBlocks(), "attn:e4m3", overrides={"nope": None})

@@ -117,7 +117,9 @@ def quantize_(
             f"{type(model).__name__} has no layer picojoule can quantize "
             f"(supported: {', '.join(t.__name__ for t in SUPPORTED)})"
         )
-    unmatched = [g for g, _ in cfg.overrides if not any(match_name(n, g) for n in names)]
+    # with attn:, an override may also name the module that calls attention's products
+    known = [n for n, _ in model.named_modules()] if cfg.attention is not None else names
+    unmatched = [g for g, _ in cfg.overrides if not any(match_name(n, g) for n in known)]
     if unmatched:
         raise ConfigError(
             f"recipe overrides name layers that do not exist: {', '.join(unmatched)}; "
@@ -126,7 +128,7 @@ def quantize_(
     _warn_hidden_layers(model)
     done = apply(model, cfg, filter_fn=filter_fn)
     if cfg.attention is not None:
-        done.append(_quantize_products(model, cfg.attention.resolve("activation")))
+        done.append(_quantize_products(model, cfg))
     return done
 
 
@@ -160,13 +162,19 @@ def _warn_hidden_layers(model: nn.Module) -> None:
         )
 
 
-def _quantize_products(model: nn.Module, fmt: Format) -> Applied:
-    """attn: the operands of functional matrix products (attention), model-wide."""
+def _quantize_products(model: nn.Module, cfg: QuantConfig) -> Applied:
+    """attn: the operands of functional matrix products (attention), per calling module: the
+    recipe's format, or an override's (one without attn: keeps that module's in float)."""
     from picojoule.quant.products import install_products
 
     if hasattr(model, "product_quantizer"):
         return Applied(name="<products>", kind="matmul", reason="already quantized")
-    install_products(model, fmt, SUPPORTED)
+    fmt = cfg.attention.resolve("activation")  # type: ignore[union-attr]
+    overrides = tuple(
+        (glob, sub.attention.resolve("activation") if sub and sub.attention else None)
+        for glob, sub in cfg.overrides
+    )
+    install_products(model, fmt, SUPPORTED, overrides)
     return Applied(name="<products>", kind="matmul", action=f"attn:{fmt.name}")
 
 

@@ -85,7 +85,9 @@ def attention_mask(
 
 
 class ProductFakeQuant:
-    """Rounds both operands of functional matrix products to `fmt` (values bit-exact).
+    """Rounds both operands of functional matrix products to `fmt` (values bit-exact), or to
+    the format an override gives the module that calls them (`overrides`: (name glob, Format
+    or None for float), first match wins, as recipe overrides do for layers).
 
     A plain object, not a submodule: it holds no tensors, and as a child it would join the
     computation of container roots such as `nn.Sequential`."""
@@ -95,39 +97,66 @@ class ProductFakeQuant:
         fmt: Format,
         rounding: str = "nearest_even",
         layer_types: tuple[type, ...] = (nn.Linear, nn.Conv1d, nn.Conv2d),
+        overrides: tuple[tuple[str, Format | None], ...] = (),
     ) -> None:
         self.fmt = fmt
         self.rounding = rounding
         self.layer_types = layer_types
+        self.overrides = overrides
         self.depth = 0  # > 0 while a layer module runs: its products are the layer's own
+        self.owners: list[str] = []  # names of the modules running, innermost last
         self._mode = _ProductMode(self)
         self._hooks: list = []
 
-    def left(self, a: torch.Tensor) -> torch.Tensor:
+    def format_for(self, owner: str) -> Format | None:
+        """The format of the products module `owner` calls (None: they stay float)."""
+        from picojoule.config import match_name
+
+        for pattern, fmt in self.overrides:
+            if match_name(owner, pattern):
+                return fmt
+        return self.fmt
+
+    def left(self, a: torch.Tensor, fmt: Format | None = None) -> torch.Tensor:
         """Left operand [..., M, C]: reduction along the last dim."""
         if not a.is_floating_point():
             return a
-        return ste(a, _fake_quant(self.fmt, a, "features", self.rounding))
+        return ste(a, _fake_quant(fmt or self.fmt, a, "features", self.rounding))
 
-    def right(self, b: torch.Tensor) -> torch.Tensor:
+    def right(self, b: torch.Tensor, fmt: Format | None = None) -> torch.Tensor:
         """Right operand [..., C, K]: reduction along dim -2."""
         if not b.is_floating_point():
             return b
-        return self.left(b.transpose(-1, -2)).transpose(-1, -2)
+        return self.left(b.transpose(-1, -2), fmt).transpose(-1, -2)
 
-    def sdpa(self, args: tuple, kwargs: dict) -> torch.Tensor:
+    def at(self, fmt: Format) -> _Rounder:
+        """`left`/`right` bound to `fmt`."""
+        return _Rounder(self, fmt)
+
+    def sdpa(self, args: tuple, kwargs: dict, fmt: Format | None = None) -> torch.Tensor:
         p = sdpa_arguments(args, kwargs)
         q, k, v = p["query"], p["key"], p["value"]
         k, v = expand_kv_heads(q, k, v)
         scale = p["scale"] if p["scale"] is not None else 1.0 / math.sqrt(q.shape[-1])
-        scores = (self.left(q) @ self.right(k.transpose(-1, -2))) * scale
+        scores = (self.left(q, fmt) @ self.right(k.transpose(-1, -2), fmt)) * scale
         probs = torch.softmax(attention_mask(scores, p["attn_mask"], p["is_causal"]), dim=-1)
         if p["dropout_p"] > 0.0:
             probs = F.dropout(probs, p["dropout_p"])
-        return self.left(probs) @ self.right(v)
+        return self.left(probs, fmt) @ self.right(v, fmt)
 
     def __repr__(self) -> str:
         return f"ProductFakeQuant({self.fmt.name}, rounding={self.rounding})"
+
+
+class _Rounder:
+    def __init__(self, quant: ProductFakeQuant, fmt: Format) -> None:
+        self.quant, self.fmt = quant, fmt
+
+    def left(self, a: torch.Tensor) -> torch.Tensor:
+        return self.quant.left(a, self.fmt)
+
+    def right(self, b: torch.Tensor) -> torch.Tensor:
+        return self.quant.right(b, self.fmt)
 
 
 class _ProductMode(TorchFunctionMode):
@@ -139,11 +168,15 @@ class _ProductMode(TorchFunctionMode):
         self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None
     ) -> Any:
         kwargs = kwargs or {}
-        if self.quant.depth == 0:
+        quant = self.quant
+        if quant.depth == 0:
+            fmt = quant.format_for(quant.owners[-1] if quant.owners else "")
+            if fmt is None:  # an override keeps this module's products in float
+                return func(*args, **kwargs)
             if (ab := matrix_operands(func, args, kwargs)) is not None:
-                return func(self.quant.left(ab[0]), self.quant.right(ab[1]))
+                return func(quant.left(ab[0], fmt), quant.right(ab[1], fmt))
             if func is F.scaled_dot_product_attention:
-                return self.quant.sdpa(args, kwargs)
+                return quant.sdpa(args, kwargs, fmt)
         return func(*args, **kwargs)
 
 
@@ -157,14 +190,18 @@ def _begin(model: nn.Module, args: tuple) -> None:
 
     quant: ProductFakeQuant = model.product_quantizer  # type: ignore[assignment]
     layers = quant.layer_types
+    names = {m: n for n, m in model.named_modules()}  # per pass: a deep copy has its own
 
     def pre(m: nn.Module, a: tuple) -> None:
         quant.depth += isinstance(m, layers)
+        quant.owners.append(names.get(m, ""))
 
     def post(m: nn.Module, a: tuple, out: Any) -> None:
         quant.depth -= isinstance(m, layers)
+        quant.owners.pop()
 
     quant.depth = int(isinstance(model, layers))  # the global hooks start after our own
+    quant.owners = [""]  # the root, whose own global pre-hook has already run
     quant._hooks = [
         register_module_forward_pre_hook(pre),
         register_module_forward_hook(post, always_call=True),
@@ -180,10 +217,15 @@ def _end(model: nn.Module, args: tuple, out: Any) -> None:
     quant._hooks = []
 
 
-def install_products(model: nn.Module, fmt: Format, layer_types: tuple[type, ...]) -> None:
+def install_products(
+    model: nn.Module,
+    fmt: Format,
+    layer_types: tuple[type, ...],
+    overrides: tuple[tuple[str, Format | None], ...] = (),
+) -> None:
     """Register `ProductFakeQuant(fmt)` as `model.product_quantizer` and activate it around
     every forward pass of `model`. Products inside `layer_types` modules are not touched."""
-    model.product_quantizer = ProductFakeQuant(fmt, layer_types=layer_types)
+    model.product_quantizer = ProductFakeQuant(fmt, layer_types=layer_types, overrides=overrides)
     model.register_forward_pre_hook(_begin, prepend=True)
     model.register_forward_hook(_end, always_call=True)
 

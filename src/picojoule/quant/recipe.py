@@ -11,7 +11,7 @@ Keys: `w` weight format, `a` activation format, `cal` activation calibration (`d
 default, `max`, `percentileP`, `mse`, `entropy`), `round` weight rounding
 (`nearest_even`, `stochastic`, `toward_zero`), `attn` the format of both operands of every
 matrix product the model calls as a function rather than a layer - attention's Q K^T and
-softmax V (`picojoule.quant.products`; dynamic scales, model-wide).
+softmax V (`picojoule.quant.products`; dynamic scales; overrides match the calling module).
 
 A bare element name gets the scaling practice uses: integers, LNS and floats of <= 8 bits are
 scaled per output channel (weights) or per tensor (activations); 16-bit and wider floats are
@@ -64,7 +64,7 @@ class QuantConfig:
 
     weight: TensorQuant | None = None
     activation: TensorQuant | None = None
-    attention: TensorQuant | None = None  # functional products (QK^T, AV), model-wide
+    attention: TensorQuant | None = None  # functional products (QK^T, AV)
     overrides: tuple[tuple[str, QuantConfig | None], ...] = field(default=())
     name: str = ""
 

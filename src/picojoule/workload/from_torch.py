@@ -298,17 +298,19 @@ class _Products(TorchFunctionMode):
             return out
         owner = rec.names.get(rec.stack[-1], "") if rec.stack else ""
         prefix = f"{owner}." if owner else ""
-        quant, fmt = rec.quant, rec.product_format
+        quant, fmt, rounder = rec.quant, rec.float_format, None
+        if quant is not None and (owned := quant.format_for(owner)) is not None:
+            fmt, rounder = owned.name, quant.at(owned)  # the format attn: gives this owner
         if (ab := matrix_operands(func, args, kwargs)) is not None:
             a, b = ab
-            if quant is not None:
-                a, b = quant.left(a), quant.right(b)
+            if rounder is not None:
+                a, b = rounder.left(a), rounder.right(b)
             name = rec.unique(f"{prefix}matmul")
             rec.add(matmul_layer(name, a, b, recipe=rec.recipe, float_format=fmt), None)
         elif func is F.scaled_dot_product_attention:
             base = rec.unique(f"{prefix}sdpa")
             for layer in sdpa_layers(
-                base, args, kwargs, recipe=rec.recipe, float_format=fmt, rounder=quant
+                base, args, kwargs, recipe=rec.recipe, float_format=fmt, rounder=rounder
             ):
                 rec.add(layer, None)
         elif func in (F.conv1d, F.conv2d) and isinstance(out, torch.Tensor):
@@ -341,7 +343,6 @@ class _Recording:
         self.skipped: list[str] = []
         self.seen: dict[str, int] = {}
         self.quant = getattr(model, "product_quantizer", None)
-        self.product_format = self.quant.fmt.name if self.quant is not None else float_format
 
     def unique(self, base: str) -> str:
         k = self.seen.get(base, 0)
