@@ -117,3 +117,15 @@ def test_gpt2_conv1d_projections_become_linears():
     assert sum(not r.skipped for r in recs) == 9  # 8 projections + the products
     kinds = [r.kind for r in layer_counts(model, ids[:1])]
     assert kinds.count("Linear") == 8 and kinds.count("matmul") == 4
+
+
+@pytest.mark.parametrize("need_weights", [True, False])
+def test_is_causal_without_a_mask_is_the_causal_mask(need_weights):
+    _, new = _pair(batch_first=True)
+    x = torch.randn(B, L, E, generator=torch.Generator().manual_seed(3))
+    masked = torch.ones(L, L, dtype=torch.bool).triu(1)  # MHA: True = may not attend
+    with torch.no_grad():
+        _close(
+            new(x, x, x, is_causal=True, need_weights=need_weights)[0],
+            new(x, x, x, attn_mask=masked, need_weights=need_weights)[0],
+        )

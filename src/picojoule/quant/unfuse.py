@@ -26,6 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from picojoule.config import Applied
+from picojoule.quant.products import attention_mask
 
 __all__ = ["UnfusedAttention", "unfuse_attention_", "conv1d_to_linear_", "expose_layers_"]
 
@@ -115,21 +116,18 @@ class UnfusedAttention(nn.Module):
             self._heads(self.v_proj(value)),
         )
         mask = self._mask(attn_mask, key_padding_mask, q.shape[0], q.dtype)
-        if is_causal and mask is None:
-            sq, sk = q.shape[-2], k.shape[-2]
-            keep = torch.ones(sq, sk, dtype=torch.bool, device=q.device).tril()
-            mask = torch.zeros(sq, sk, dtype=q.dtype, device=q.device).masked_fill(
-                ~keep, float("-inf")
-            )
+        causal = is_causal and mask is None  # MHA's is_causal is a hint when a mask is given
         p_drop = self.dropout if self.training else 0.0
         weights = None
         if need_weights:  # the probabilities are an output: compute them explicitly
             scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(self.head_dim))
-            probs = torch.softmax(scores if mask is None else scores + mask, dim=-1)
+            probs = torch.softmax(attention_mask(scores, mask, causal), dim=-1)
             weights = probs.mean(1) if average_attn_weights else probs
             out = F.dropout(probs, p_drop) @ v if p_drop else probs @ v
         else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p_drop)
+            out = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=p_drop, is_causal=causal
+            )
         out = self.out_proj(out.transpose(1, 2).flatten(-2))
         if unbatched:
             out = out[0]
