@@ -159,6 +159,9 @@ class _Rounder:
         return self.quant.right(b, self.fmt)
 
 
+_ROUNDED = MATMULS | {F.scaled_dot_product_attention}
+
+
 class _ProductMode(TorchFunctionMode):
     def __init__(self, quant: ProductFakeQuant) -> None:
         super().__init__()
@@ -169,7 +172,7 @@ class _ProductMode(TorchFunctionMode):
     ) -> Any:
         kwargs = kwargs or {}
         quant = self.quant
-        if quant.depth == 0:
+        if quant.depth == 0 and func in _ROUNDED:  # every torch op passes here: cheap first
             fmt = quant.format_for(quant.owners[-1] if quant.owners else "")
             if fmt is None:  # an override keeps this module's products in float
                 return func(*args, **kwargs)

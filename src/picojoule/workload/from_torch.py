@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from picojoule.errors import PicojouleError, ShapeError
-from picojoule.quant.products import matrix_operands
+from picojoule.quant.products import MATMULS, matrix_operands
 from picojoule.quant.unfuse import is_hf_conv1d
 from picojoule.workload.layer import Layer, Workload
 
@@ -273,6 +273,10 @@ def _functional_conv(args: tuple, kwargs: dict) -> SimpleNamespace | None:
                            dilation=per_dim(p["dilation"]), groups=int(p["groups"]))  # fmt: skip
 
 
+# What `_Products` records (the rest of the torch API passes straight through).
+_RECORDED = MATMULS | {F.scaled_dot_product_attention, F.conv1d, F.conv2d, F.linear}
+
+
 class _Products(TorchFunctionMode):
     """Records the matrix products called as functions outside layer modules (attention's
     Q K^T and A V: `torch.matmul`, `@`, `bmm`, `F.scaled_dot_product_attention`; and
@@ -294,7 +298,7 @@ class _Products(TorchFunctionMode):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         rec = self.rec
-        if rec.in_layer():
+        if func not in _RECORDED or rec.in_layer():  # every torch op passes here: cheap first
             return out
         owner = rec.names.get(rec.stack[-1], "") if rec.stack else ""
         prefix = f"{owner}." if owner else ""
