@@ -69,6 +69,16 @@ def _fmt_energy(pj: float | None) -> str:
     return f"{pj:.3g} pJ"
 
 
+def _bill_cells(cost: dict[str, Any]) -> tuple[str, str, str]:
+    """(energy per inference, energy / speed of light, latency in us) of one target's bill."""
+    sol = cost.get("sol_ratio")
+    return (
+        _fmt_energy(cost.get("energy_pj")),
+        f"{sol:.2f}x" if isinstance(sol, int | float) else "-",
+        f"{cost['latency_s'] * 1e6:.3g}" if cost.get("latency_s") else "-",
+    )
+
+
 def _where(study: StudyResult) -> str:
     return ", ".join(study.targets)
 
@@ -97,13 +107,7 @@ def summary_table(study: StudyResult) -> Table:
     front = on_front(study)
     for r in study.results:
         d = study.delta(r)
-        bills = []
-        for x in study.targets:
-            sol = r.costs[x].get("sol_ratio")
-            bills += [
-                _fmt_energy(r.costs[x].get("energy_pj")),
-                f"{sol:.2f}x" if isinstance(sol, int | float) else "-",
-            ]
+        bills = [cell for x in study.targets for cell in _bill_cells(r.costs[x])[:2]]
         t.add_row(
             r.recipe.name,
             f"{r.metrics[m]:.4g}",
@@ -264,8 +268,7 @@ def _recipe_rows(study: StudyResult) -> list[list[Any]]:
             "yes" if r.recipe.name in front else "", f"{r.bits_per_weight:.2f}",
             f"{r.model_bytes:,}", f"{c.get('macs', 0):,}",
             f"{c.get('mults', 0):,}", _fmt_energy(c.get("energy_pj")),
-            _fmt_energy(c.get("sol_energy_pj")),
-            f"{c['latency_s'] * 1e6:.3g}" if c.get("latency_s") else "-",
+            _fmt_energy(c.get("sol_energy_pj")), _bill_cells(c)[2],
             _fmt_energy(c.get("measured_energy_pj")),
         ])  # fmt: skip
     return rows
@@ -303,16 +306,7 @@ def _by_target(study: StudyResult) -> str:
     ]
     rows = []
     for r in study.results:
-        row: list[Any] = [r.recipe.name]
-        for x in study.targets:
-            c = r.costs[x]
-            sol = c.get("sol_ratio")
-            row += [
-                _fmt_energy(c.get("energy_pj")),
-                f"{sol:.2f}x" if isinstance(sol, int | float) else "-",
-                f"{c['latency_s'] * 1e6:.3g}" if c.get("latency_s") else "-",
-            ]
-        rows.append(row)
+        rows.append([r.recipe.name, *(v for x in study.targets for v in _bill_cells(r.costs[x]))])
     return "<h2>Every target</h2>" + _table(rows, head)
 
 
