@@ -112,7 +112,10 @@ class SentenceEncoder(nn.Module):
         return F.normalize(pooled, p=2, dim=1) if self.normalize else pooled
 
 
-POOLINGS = ("mean", "cls", "max")
+# sentence-transformers' Pooling config key for each pooling picojoule runs
+_POOLING_KEYS = {"mean": "pooling_mode_mean_tokens", "cls": "pooling_mode_cls_token",
+                 "max": "pooling_mode_max_tokens"}  # fmt: skip
+POOLINGS = tuple(_POOLING_KEYS)
 
 
 def sentence_config(model_dir: Path) -> tuple[str, bool, int | None]:
@@ -135,9 +138,7 @@ def sentence_config(model_dir: Path) -> tuple[str, bool, int | None]:
     pooling = "mean"
     if "Pooling" in types:
         cfg = read(model_dir / types["Pooling"].get("path", "") / "config.json")
-        keys = {"mean": "pooling_mode_mean_tokens", "cls": "pooling_mode_cls_token",
-                "max": "pooling_mode_max_tokens"}  # fmt: skip
-        modes = [m for m in POOLINGS if cfg.get(keys[m])]
+        modes = [m for m, key in _POOLING_KEYS.items() if cfg.get(key)]
         if len(modes) != 1:
             raise ConfigError(
                 f"{model_dir}: pooling modes {modes or 'none'} in its Pooling config; picojoule "
