@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 
 import ml_dtypes
 import numpy as np
@@ -43,6 +44,9 @@ ML_DTYPES: dict[str, type] = {
     "bfloat16": ml_dtypes.bfloat16,
     "float16": np.float16,
 }
+# ml_dtypes changed casts between releases (0.7.0: sub-byte int overflow gives 0, E8M0 rounds
+# fp32 subnormals to nearest); tests assert each version's documented behaviour.
+ML_DTYPES_VERSION = tuple(int(p) for p in re.findall(r"\d+", ml_dtypes.__version__)[:2])
 
 
 def element_names(max_bits: int = 16) -> list[str]:
