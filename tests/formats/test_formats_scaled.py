@@ -2,7 +2,8 @@
 numpy float32 in the arithmetic order that scaled.py documents:
 
 - MX (OCP Microscaling Formats v1.0, section 6.3): X = 2^(floor(log2 amax) - emax_elem),
-  clamped to [-127, 127] (amax = 0: 2^-127); P = Q_sat(V / X); result P * X.
+  clamped to [-127, 127] (amax = 0: 2^-127); P = Q_sat(V / X); result P * X. MXINT8's element
+  is 1.6 fixed point (emax_elem 0, P = q * 2^-6): the clamp applies before the implicit 2^-6.
   scale_rule "ceil": the smallest power of two with amax / X <= max_elem (cuBLAS RCEIL);
   "round": amax rounded to the nearest power of two (ties up) before the floor.
 - NVFP4: s_t = amax_tensor / (6 * 448); blk = E4M3(amax_blk / (6 * s_t));
@@ -45,7 +46,10 @@ def _blocks(row: np.ndarray, size: int) -> Iterator[tuple[int, np.ndarray]]:
 
 
 def mx_ref(x: np.ndarray, el, block: int, rule: str) -> np.ndarray:
-    emax = el.emax if isinstance(el, FloatFormat) else math.floor(math.log2(el.qmax))
+    # integer elements: q = P * 2^frac with P the spec's fixed-point element (emax 0)
+    emax = el.emax if isinstance(el, FloatFormat) else 0
+    frac = 0 if isinstance(el, FloatFormat) else math.floor(math.log2(el.qmax))
+    top = el.max / 2.0**frac  # the element's max as the spec's value
     out = np.empty_like(x)
     for r in range(x.shape[0]):
         for j, b in _blocks(x[r], block):
@@ -59,11 +63,11 @@ def mx_ref(x: np.ndarray, el, block: int, rule: str) -> np.ndarray:
                 floor_log2 = math.frexp(amax)[1] - 1  # exact for every float32
                 e = floor_log2 - emax
                 if rule == "ceil":  # smallest X = 2^e with amax / X <= max (exact in float64)
-                    while amax > el.max * 2.0**e:
+                    while amax > top * 2.0**e:
                         e += 1
                 elif rule == "round" and amax >= 1.5 * 2.0**floor_log2:
                     e += 1
-            s = F32(2.0 ** min(max(e, -127), 127))
+            s = F32(2.0 ** (min(max(e, -127), 127) - frac))
             out[r, j : j + b.size] = q_elem(b / s, el) * s
     return out
 
@@ -210,6 +214,83 @@ def test_mx_zero_block_tiny_block_and_block_option() -> None:
     assert _same(got, mx_ref(x, get("e4m3"), 32, "floor"))
     y = sample(3, 50)
     assert _same(_ours(y, "mxfp4_b16"), mx_ref(y, get("e2m1"), 16, "floor"))
+
+
+def ocp_mx(v: np.ndarray, name: str) -> np.ndarray:
+    """OCP MX v1.0 section 6.3 for one block `v` (float64, finite), written from the spec: the
+    E8M0 X = clamp(floor(log2 amax) - emax_elem, -127, 127), P = Q_sat(V / 2^X) on the
+    element's own grid, result P * 2^X. MXINT8 elements are 1.6 fixed point: emax_elem 0 and
+    P = clip(rint(V / 2^X * 64), -127, 127) / 64."""
+    amax = float(np.max(np.abs(v)))
+    is_int = name.startswith("mxint8")
+    emax_elem = 0 if is_int else get(name).element.emax
+    shared = -127 if amax == 0 else math.floor(math.log2(amax)) - emax_elem
+    if amax and 2.0 ** (shared + emax_elem) > amax:  # log2 rounded up across a power of two
+        shared -= 1
+    shared = min(max(shared, -127), 127)
+    t = v / 2.0**shared  # exact: a power-of-two scaling in float64
+    if is_int:
+        p = np.clip(np.rint(t * 64.0), -127, 127) / 64.0
+    else:
+        p = round_nearest_ref(t, get(name).element, saturate=True)
+    return p * 2.0**shared
+
+
+def _ocp_rows(x: np.ndarray, name: str) -> np.ndarray:
+    out = np.empty(x.shape, dtype=np.float64)
+    for r in range(x.shape[0]):
+        for j, b in _blocks(x[r].astype(np.float64), 32):
+            out[r, j : j + b.size] = ocp_mx(b, name)
+    return out
+
+
+def _tiny_blocks(dtype) -> np.ndarray:
+    """One row per block amax, microxcaling-style: a block's largest value and a spread of
+    smaller ones 1 to 12 binades below it (x[i] = amax * 0.75^i, alternating sign)."""
+    amaxes = [2.0**-121, 2.0**-122, 2.0**-125, 2.0**-127, 2.0**-130, 3e-39, 2.0**-140, 1e-45]
+    steps = 0.75 ** np.arange(32) * np.where(np.arange(32) % 2, -1.0, 1.0)
+    return np.stack([np.asarray(a * steps, dtype=dtype) for a in amaxes])
+
+
+@pytest.mark.parametrize("name", MX_NAMES)
+def test_mx_tiny_blocks_match_the_spec(name: str) -> None:
+    """Block amax 2^-121 down to the smallest fp32 subnormal: the E8M0 exponent clamps at -127,
+    and for MXINT8 the element's implicit 2^-6 still applies below that (effective 2^-133)."""
+    x = _tiny_blocks(np.float32)
+    got = _ours(x, name).astype(np.float64)
+    assert _same(got, _ocp_rows(x, name))
+
+
+def test_mxint8_tiny_block_keeps_its_six_fraction_bits() -> None:
+    """amax 2^-130: X clamps to 2^-127 and q = V / 2^-127 * 64 = 8 * 1.5 = 12 exactly; clamping
+    the effective exponent (X - 6) to -127 instead rounded V / 2^-127 = 0.1875 to 0."""
+    x = np.zeros((1, 32), dtype=F32)
+    x[0, :3] = [F32(2.0**-130), F32(1.5 * 2.0**-130), F32(-(2.0**-133))]
+    got = _ours(x, "mxint8")
+    assert got[0, :3].tolist() == [2.0**-130, 1.5 * 2.0**-130, -(2.0**-133)]
+    assert not got[0, 3:].any()
+
+
+@pytest.mark.parametrize("name", MX_NAMES)
+def test_mx_huge_and_zero_blocks_match_the_spec(name: str) -> None:
+    """fp32 blocks up to max finite, float64 blocks past 2^127 (X clamps at 127 and the
+    elements saturate), an all-zero block."""
+    big32 = np.finfo(np.float32).max * 0.75 ** np.arange(32)
+    x32 = np.stack([big32, 2.0**100 * 0.5 ** np.arange(32), np.zeros(32)]).astype(F32)
+    assert _same(_ours(x32, name).astype(np.float64), _ocp_rows(x32, name))
+    x64 = np.stack([2.0**140 * 0.75 ** np.arange(32), 2.0**-140 * 0.75 ** np.arange(32)])
+    assert _same(_ours(x64, name), _ocp_rows(x64, name))
+
+
+@pytest.mark.parametrize("name", [*MX_NAMES, "mxfp4_ceil", "mxint8_b16"])
+def test_mx_refuses_saturate_false(name: str) -> None:
+    """OCP MX v1.0 elements always saturate: with the floor rule a block's top value may exceed
+    the element max (E4M3: amax / X up to 512 > 448), and saturate=False would turn finite,
+    in-range data into NaN."""
+    x = torch.full((1, 32), 500.0)
+    with pytest.raises(FormatError, match="always saturate"):
+        get(name).quantize(x, saturate=False)
+    assert torch.isfinite(get(name).quantize(x)).all()
 
 
 def test_nvfp4_matches_reference() -> None:

@@ -13,10 +13,12 @@ Conventions (every scaled format):
 Families and their exact arithmetic (the GPU kernels bit-match these):
 - plain (`int8/channel`, `e4m3/tensor`, `e2m1/block16`): fp32 scale = amax / element.max,
   y = Q(x / scale) * scale.
-- MX (OCP Microscaling Formats v1.0, section 6.3): blocks of 32, E8M0 scale 2^e with
-  e = floor(log2(amax)) - emax_elem (the spec; `scale_rule` "ceil" and "round" offered because
+- MX (OCP Microscaling Formats v1.0, section 6.3): blocks of 32, E8M0 scale 2^X with
+  X = floor(log2(amax)) - emax_elem (the spec; `scale_rule` "ceil" and "round" offered because
   torchao, ModelOpt and microxcaling disagree - see docs/formats.md), clamped to [-127, 127];
-  elements saturate. y = Q(x / 2^e) * 2^e.
+  elements always saturate (`saturate=False` is refused). y = Q(x / 2^X) * 2^X. MXINT8's element
+  is a 1.6 fixed-point number (emax_elem 0): we hold it as an integer q = P * 2^6, so the
+  effective exponent is X - 6, in [-133, 121] - the clamp comes before the implicit 2^-6.
 - NVFP4 (NVIDIA Blackwell): E2M1 elements, E4M3 scale per 16 elements, fp32 tensor scale
   s_t = amax / (6 * 448). blk = E4M3(amax_blk / (6 * s_t)); q = E2M1(x / (blk * s_t));
   y = (q * blk) * s_t.
@@ -78,7 +80,8 @@ _E8M0_RANGE = (-127, 127)
 
 
 def _pow2(e: torch.Tensor) -> torch.Tensor:
-    """Exact float32 2^e for integer e in [-127, 127] (built in float64, where all are normal)."""
+    """Exact float32 2^e for integer e in [-149, 127] (built in float64, where all are normal;
+    below -126 the float32 is subnormal, still exact)."""
     return ((e.to(torch.int64) + 1023) << 52).view(torch.float64).to(torch.float32)
 
 
@@ -225,6 +228,12 @@ class ScaledFormat:
         m = _block_amax(xb.reshape(-1, size)).view(*xb.shape[:-1], 1)  # [..., nb, 1]
         if self.kind == "mx":
             self._no_amax(amax)
+            if not saturate:
+                raise FormatError(
+                    f"{self.name}: OCP MX v1.0 elements always saturate; saturate=False does "
+                    "not apply (the floor scale rule lets a block's top value pass the "
+                    "element max)"
+                )
             s = torch.where(torch.isnan(m), float("nan"), _pow2(self._shared_exponent(m)))
             d, m1, m2 = s, s, None
         elif self.kind == "plain":
@@ -272,18 +281,24 @@ class ScaledFormat:
         return self.element.quantize(t, saturate=saturate, **kw)
 
     def _shared_exponent(self, amax: torch.Tensor) -> torch.Tensor:
-        """E8M0 exponent per block (OCP MX v1.0 6.3: floor(log2 amax) - emax_elem)."""
+        """Exponent of each block's effective scale: the E8M0 X (OCP MX v1.0 6.3:
+        floor(log2 amax) - emax_elem, clamped to [-127, 127]) minus the element's implicit
+        fraction bits. An integer element stands for the spec's fixed-point one (MXINT8: 1.6,
+        emax_elem 0, q = P * 2^6): the clamp applies to X, before the implicit 2^-6."""
         el = self.element
-        emax_elem = el.emax if isinstance(el, FloatFormat) else math.floor(math.log2(el.max))
+        if isinstance(el, FloatFormat):
+            emax_elem, frac = el.emax, 0
+        else:  # q in [-qmax, qmax] is the fixed-point value q * 2^-frac, |value| < 2
+            emax_elem, frac = 0, math.floor(math.log2(el.max))
         mant, ex = torch.frexp(torch.nan_to_num(amax, nan=1.0))
         floor_log2 = ex.to(torch.int64) - 1  # amax = mant * 2^ex, mant in [0.5, 1)
-        e = floor_log2 - emax_elem
-        if self.scale_rule == "ceil":  # smallest 2^e with amax / 2^e <= max: never clips
-            e = torch.where(amax / _pow2(e.clamp(*_E8M0_RANGE)) > el.max, e + 1, e)
+        x = floor_log2 - emax_elem
+        if self.scale_rule == "ceil":  # smallest X with amax / 2^(X - frac) <= max: never clips
+            x = torch.where(amax / _pow2(x.clamp(*_E8M0_RANGE) - frac) > el.max, x + 1, x)
         elif self.scale_rule == "round":  # amax rounded to the nearest power of two first
-            e = torch.where(mant >= 0.75, e + 1, e)
-        e = torch.where(amax == 0, _E8M0_RANGE[0], e)
-        return e.clamp(*_E8M0_RANGE)
+            x = torch.where(mant >= 0.75, x + 1, x)
+        x = torch.where(amax == 0, _E8M0_RANGE[0], x)
+        return x.clamp(*_E8M0_RANGE) - frac
 
     def _vsq_gamma(self, xb: torch.Tensor, m: torch.Tensor, amax, coarse: Coarse) -> torch.Tensor:
         """VS-Quant's second-level fp32 scale, broadcastable against the blocks' amax `m`."""
