@@ -102,7 +102,7 @@ def test_partition_must_match_holds() -> None:
 def test_malformed_yaml_names_line_and_fix(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("name: x\nlevels:\n  - name: DRAM\n   holds: [weights]\n")
-    with pytest.raises(ArchError, match=r"bad.yaml: line 4.*fix the YAML syntax"):
+    with pytest.raises(ArchError, match=r"bad.yaml: line 4.*fix the syntax"):
         load_arch(path)
     path.write_text("- just\n- a list\n")
     with pytest.raises(ArchError, match="expected a mapping"):

@@ -132,7 +132,7 @@ def test_unquoted_nm_pattern_is_caught_from_yaml_text(tmp_path: Path) -> None:
 
 
 def test_file_level_errors(tmp_path: Path) -> None:
-    with pytest.raises(SpaceError, match="cannot read"):
+    with pytest.raises(SpaceError, match="no such file"):
         load_space(tmp_path / "missing.yaml", CATALOG)
     empty = tmp_path / "empty.yaml"
     empty.write_text("")

@@ -10,12 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from picojoule.arch.presets import PRESETS, preset
 from picojoule.arch.spec import Arch, Fanout, MacUnit, MemoryLevel, SparseSupport
 from picojoule.errors import ConfigError, nearest
+from picojoule.fsio import atomic_write_text
+from picojoule.yamlio import load_yaml_file
 
 __all__ = ["ArchError", "load_arch", "arch_from_dict", "arch_to_yaml", "save_arch"]
 
@@ -31,6 +32,29 @@ _FIELD_HINTS = {
 
 class ArchError(ConfigError):
     """An architecture spec that cannot be used as written."""
+
+
+# pydantic error type -> what a YAML author should write instead (the input's kind is added).
+_TYPE_HINTS = {
+    "model_type": "expected a mapping of fields (key: value lines)",
+    "model_attributes_type": "expected a mapping of fields (key: value lines)",
+    "dict_type": "expected a mapping (key: value lines)",
+    "tuple_type": "expected a list ([a, b] or '- item' lines)",
+    "list_type": "expected a list ([a, b] or '- item' lines)",
+    "string_type": "expected text",
+    "bool_type": "expected true or false",
+    "bool_parsing": "expected true or false",
+}
+
+
+def _kind(value: object) -> str:
+    return {
+        "str": "text",
+        "list": "a list",
+        "dict": "a mapping",
+        "bool": "true/false",
+        "NoneType": "null (an empty value)",
+    }.get(type(value).__name__, f"a {type(value).__name__}")
 
 
 def _where(loc: tuple[int | str, ...]) -> str:
@@ -52,7 +76,13 @@ def _message(err: dict[str, Any], origin: str) -> str:
         return f"{origin}: field {where!r} is required; add it"
     hint = _FIELD_HINTS.get(field, "")
     value = err.get("input")
-    shown = f" (got {value!r})" if not isinstance(value, dict | list) else ""
+    if kind in _TYPE_HINTS:
+        shown = "" if isinstance(value, dict | list) else f" {value!r}"
+        text = f"{_TYPE_HINTS[kind]}, got {_kind(value)}{shown}"
+        return f"{origin}: {where}: {text}" + (f"; {hint}" if hint else "")
+    # Our own validators (limits, partitions) already quote the value they refuse.
+    quote = kind != "value_error" and not isinstance(value, dict | list)
+    shown = f" (got {value!r})" if quote else ""
     text = str(err.get("msg", "invalid")).removeprefix("Value error, ")
     return f"{origin}: {where}: {text}{shown}" + (f"; {hint}" if hint else "")
 
@@ -99,26 +129,24 @@ def load_arch(source: str | Path) -> Arch:
             f"(did you mean: {nearest(text_source, PRESETS)}), or give a path to a YAML file"
         )
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "unparsable YAML"
-        raise ArchError(
-            f"{path}:{line}: {problem}; fix the YAML syntax there (indent with spaces, "
-            "'key: value' pairs)"
-        ) from None
+        data = load_yaml_file(path)  # refuses duplicate keys: no field silently dropped
+    except ArchError:
+        raise
+    except ConfigError as exc:
+        raise ArchError(str(exc)) from None
+    if data is None:
+        raise ArchError(f"{path}: the file is empty; see docs/accelerator.md for the format")
     return arch_from_dict(data, origin=str(path))
 
 
 def arch_to_yaml(arch: Arch) -> str:
     """YAML text that `load_arch` reads back to an equal `Arch`."""
+    import yaml
+
     data = arch.model_dump(mode="json", exclude_defaults=True)
     data = {"name": arch.name, **data}
     return yaml.safe_dump(data, sort_keys=False)
 
 
 def save_arch(arch: Arch, path: str | Path) -> Path:
-    out = Path(path)
-    out.write_text(arch_to_yaml(arch))
-    return out
+    return atomic_write_text(path, arch_to_yaml(arch))  # mkstemp + replace: see fsio

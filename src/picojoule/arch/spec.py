@@ -13,16 +13,21 @@ fields, so a YAML typo is an error, not a silently ignored key.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from picojoule.arch.limits import MAX_LANES, limited, per_bit_energy
 from picojoule.workload.layer import DIMS, OPERANDS, Operand, n_of_m
 
 __all__ = ["Arch", "MemoryLevel", "Fanout", "MacUnit", "SparseSupport", "Dim"]
 
 Dim = Literal["N", "G", "K", "C", "P", "Q", "R", "S"]
 PerBit = float | dict[Operand, float] | None
+# Numbers are checked against `picojoule.arch.limits.LIMITS` (type, finiteness, sane range).
+Bits = Annotated[int, limited("capacity_bits")]
+ReadPj = Annotated[PerBit, per_bit_energy("read_pj_per_bit")]
+WritePj = Annotated[PerBit, per_bit_energy("write_pj_per_bit")]
 
 
 class _Frozen(BaseModel):
@@ -37,11 +42,11 @@ class Fanout(_Frozen):
     from, the copies; `network_pj_per_bit` is charged per bit per copy reached.
     """
 
-    mesh_x: int = Field(ge=1)
-    mesh_y: int = Field(default=1, ge=1)
+    mesh_x: Annotated[int, limited("mesh_x")]
+    mesh_y: Annotated[int, limited("mesh_y")] = 1
     x_dims: tuple[Dim, ...] = DIMS  # type: ignore[assignment]
     y_dims: tuple[Dim, ...] = DIMS  # type: ignore[assignment]
-    network_pj_per_bit: float = Field(default=0.0, ge=0.0)
+    network_pj_per_bit: Annotated[float, limited("network_pj_per_bit")] = 0.0
 
     @property
     def size(self) -> int:
@@ -59,16 +64,16 @@ class MemoryLevel(_Frozen):
     the innermost loops here keep in place (both express a dataflow).
     """
 
-    name: str
+    name: str = Field(min_length=1)
     holds: tuple[Operand, ...] = Field(min_length=1)
     memory: Literal["dram", "sram"] = "sram"
     dram_kind: str = "lpddr4"
-    capacity_bits: int | None = Field(default=None, ge=1)
-    partition_bits: dict[Operand, int] | None = None
-    width_bits: int = Field(default=64, ge=1)
-    read_pj_per_bit: PerBit = None
-    write_pj_per_bit: PerBit = None
-    bandwidth_bits_per_cycle: float | None = Field(default=None, gt=0)
+    capacity_bits: Bits | None = None
+    partition_bits: dict[Operand, Annotated[int, limited("partition_bits")]] | None = None
+    width_bits: Annotated[int, limited("width_bits")] = 64
+    read_pj_per_bit: ReadPj = None
+    write_pj_per_bit: WritePj = None
+    bandwidth_bits_per_cycle: Annotated[float, limited("bandwidth_bits_per_cycle")] | None = None
     fanout: Fanout | None = None
     temporal_dims: tuple[Dim, ...] = DIMS  # type: ignore[assignment]
     stationary: Operand | None = None
@@ -123,8 +128,8 @@ class MacUnit(_Frozen):
     """
 
     format: str | None = None
-    accumulator_bits: int = Field(default=32, ge=1)
-    energy_pj: float | None = Field(default=None, ge=0.0)
+    accumulator_bits: Annotated[int, limited("accumulator_bits")] = 32
+    energy_pj: Annotated[float, limited("energy_pj")] | None = None
 
 
 def _n_m(text: str) -> tuple[int, int]:
@@ -152,7 +157,7 @@ class SparseSupport(_Frozen):
     gate_zero_macs: bool = False
     gate_zero_inputs: bool = False
     compressed: bool = False
-    metadata_bits_per_element: float = Field(default=1.0, ge=0.0)
+    metadata_bits_per_element: Annotated[float, limited("metadata_bits_per_element")] = 1.0
     structured: str | None = None
 
     @field_validator("structured")
@@ -188,12 +193,12 @@ class SparseSupport(_Frozen):
 class Arch(_Frozen):
     """A whole accelerator: levels outermost first, the MAC unit, technology and clock."""
 
-    name: str
+    name: str = Field(min_length=1)
     levels: tuple[MemoryLevel, ...] = Field(min_length=1)
     mac: MacUnit = MacUnit()
     sparse: SparseSupport = SparseSupport()
-    node_nm: float = Field(default=45.0, gt=0)
-    clock_ghz: float = Field(default=1.0, gt=0)
+    node_nm: Annotated[float, limited("node_nm")] = 45.0
+    clock_ghz: Annotated[float, limited("clock_ghz")] = 1.0
     description: str = ""
 
     @model_validator(mode="after")
@@ -212,6 +217,11 @@ class Arch(_Frozen):
         names = [level.name for level in self.levels]
         if len(set(names)) != len(names):
             raise ValueError(f"level names must be unique, got {names}")
+        if self.lanes > MAX_LANES:
+            raise ValueError(
+                f"the fanouts multiply to {self.lanes:,} MAC lanes, more than {MAX_LANES:,} "
+                "(4,000x a wafer-scale chip); check the mesh_x/mesh_y values"
+            )
         return self
 
     @property

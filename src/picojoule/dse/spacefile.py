@@ -28,10 +28,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
 
 from picojoule.dse.errors import SpaceError
 from picojoule.dse.space import (
@@ -46,41 +45,58 @@ from picojoule.dse.space import (
     SearchSettings,
     did_you_mean,
 )
-from picojoule.errors import PicojouleError
+from picojoule.errors import ConfigError, PicojouleError
+from picojoule.yamlio import load_yaml_file
 
 __all__ = ["Catalog", "parse_space", "load_space", "find_space", "SPACES_DIR"]
 
 SPACES_DIR = Path(__file__).parent / "spaces"  # packaged example spaces
 Method = Literal["grid", "random", "nsga2"]
 
+# Strict numbers: `trials: "300"`, `batch: true` or `seed: 1.5` are typos, not values to coerce.
+# Upper bounds are where a count stops being a plan and becomes a slip of the keyboard.
+Count = Annotated[int, Strict()]
+Seed = Annotated[int, Strict(), Field(ge=0, le=2**32 - 1)]  # numpy seeds are 32-bit
+Budget = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+
 
 class _Search(BaseModel):
     model_config = ConfigDict(extra="forbid")
     method: Method = "grid"
-    trials: int | None = Field(default=None, ge=1)
-    population: int = Field(default=32, ge=2)
-    seed: int = 0
+    trials: Count | None = Field(default=None, ge=1, le=10_000_000)  # days of evaluation
+    population: Count = Field(default=32, ge=2, le=100_000)
+    seed: Seed = 0
 
 
 class _Mapper(BaseModel):
     model_config = ConfigDict(extra="forbid")
     objective: Literal["energy", "latency", "edp"] = "energy"
-    seed: int = 0
-    samples: int = Field(default=1000, ge=1)
-    starts: int = Field(default=8, ge=1)
+    seed: Seed = 0
+    samples: Count = Field(default=1000, ge=1, le=10_000_000)  # per layer: minutes each
+    starts: Count = Field(default=8, ge=1, le=10_000)
+
+    @model_validator(mode="after")
+    def _starts_from_samples(self) -> _Mapper:
+        if self.starts > self.samples:
+            raise ValueError(
+                f"mapper.starts {self.starts} > mapper.samples {self.samples}: descents start "
+                "from the best samples; give starts <= samples"
+            )
+        return self
 
 
 class _Constraints(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    area_mm2: float | None = Field(default=None, gt=0)
-    power_w: float | None = Field(default=None, gt=0)
+    # A 300 mm wafer is 70,686 mm^2 and a rack ~100 kW: budgets past 1e6 are unit slips.
+    area_mm2: Budget | None = Field(default=None, gt=0, le=1e6)
+    power_w: Budget | None = Field(default=None, gt=0, le=1e6)
 
 
 class _Space(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     workload: str = Field(min_length=1)
-    batch: int = Field(default=1, ge=1)
+    batch: Count = Field(default=1, ge=1, le=65536)
     preset: str = Field(default="magnet", min_length=1)
     mapper: _Mapper = Field(default_factory=_Mapper)
     objectives: list[str] = Field(default_factory=lambda: list(OBJECTIVES))
@@ -101,15 +117,24 @@ class _Space(BaseModel):
 
 
 def _pydantic_message(err: ValidationError) -> str:
-    parts = []
-    for e in err.errors():
-        loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
-        parts.append(f"{loc}: {e['msg']}")
-    return "; ".join(parts)
+    """The first problem (field path, message, bad value) and how many more there are."""
+    errors = err.errors()
+    e = errors[0]
+    loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
+    msg = str(e["msg"]).removeprefix("Value error, ")
+    value = e.get("input")
+    shown = "" if isinstance(value, dict | list) or e["type"] == "missing" else f" (got {value!r})"
+    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    return f"{loc}: {msg}{shown}{more}"
 
 
 def _is_scalar(v: object) -> bool:
     return isinstance(v, int | float | str) and not isinstance(v, bool)
+
+
+def _is_number(v: object) -> bool:
+    """A finite int or float (not a yes/no, not .nan or .inf)."""
+    return _is_scalar(v) and not isinstance(v, str) and math.isfinite(v)
 
 
 def _range_values(name: str, spec: dict[str, Any]) -> list[Scalar]:
@@ -120,8 +145,12 @@ def _range_values(name: str, spec: dict[str, Any]) -> list[Scalar]:
             f"got keys {sorted(spec)}"
         )
     low, high, step, pow2 = spec["low"], spec["high"], spec.get("step"), spec.get("pow2", False)
-    if not all(_is_scalar(x) and not isinstance(x, str) for x in (low, high)):
-        raise SpaceError(f"parameter {name!r}: range ends must be numbers, got {low!r}, {high!r}")
+    if not all(_is_number(x) for x in (low, high)):
+        raise SpaceError(
+            f"parameter {name!r}: range ends must be finite numbers, got {low!r}, {high!r}"
+        )
+    if not isinstance(pow2, bool):
+        raise SpaceError(f"parameter {name!r}: pow2 is true or false, got {pow2!r}")
     if low > high:
         raise SpaceError(f"parameter {name!r}: range low {low} > high {high}; swap them")
     if pow2:
@@ -139,7 +168,7 @@ def _range_values(name: str, spec: dict[str, Any]) -> list[Scalar]:
                 f"parameter {name!r}: a float range needs a step (designs must be discrete)"
             )
         step = 1
-    if not (_is_scalar(step) and not isinstance(step, str)) or step <= 0:
+    if not _is_number(step) or step <= 0:
         raise SpaceError(f"parameter {name!r}: step must be a positive number, got {step!r}")
     count = math.floor((high - low) / step + 1e-9) + 1
     if count > MAX_GRID:
@@ -165,6 +194,8 @@ def _check_value(spec: ParamSpec, value: Scalar) -> Scalar:
             raise SpaceError(f"{where}: expected text{hint}")
     elif isinstance(value, str):
         raise SpaceError(f"{where}: expected a number ({spec.type})")
+    elif not math.isfinite(value):
+        raise SpaceError(f"{where}: expected a finite number ({spec.type})")
     elif spec.type == "int":
         if value != int(value):
             raise SpaceError(f"{where}: expected a whole number")
@@ -257,16 +288,15 @@ def parse_space(data: object, catalog: Catalog, *, where: str = "space") -> Desi
 
 
 def load_space(path: str | Path, catalog: Catalog) -> DesignSpace:
-    """Read and validate a design-space YAML file (`yaml.safe_load`: data only)."""
+    """Read and validate a design-space YAML file (data only; a key given twice, e.g. two
+    `parameters:` blocks, is an error rather than one block silently dropped)."""
     p = Path(path)
     try:
-        text = p.read_text()
-    except OSError as e:
-        raise SpaceError(f"cannot read design space {p}: {e.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise SpaceError(f"{p} is not valid YAML: {e}") from None
+        data = load_yaml_file(p)
+    except SpaceError:
+        raise
+    except ConfigError as e:
+        raise SpaceError(str(e)) from None
     if data is None:
         raise SpaceError(f"{p} is empty; a space needs name, workload and parameters")
     return parse_space(data, catalog, where=str(p))
