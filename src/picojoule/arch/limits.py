@@ -155,7 +155,7 @@ def check_number(field: str, value: object) -> int | float:
         value = int(value)
     if (value == 0 and limit.zero_ok) or limit.low <= value <= limit.high:
         return value
-    shown = f"{value:.6g}" if abs(value) >= 1e6 else repr(value)
+    shown = repr(value) if abs(value) < 1e6 else f"{value:,}" if limit.integer else f"{value:.6g}"
     raise ValueError(
         f"{shown} {limit.unit} is out of range {limit.describe()} ({limit.why}); "
         "give a value in range"

@@ -47,6 +47,15 @@ def _check_sparsity(value: Scalar) -> None:
     sparsity_density(str(value))
 
 
+def _check_clock(value: Scalar) -> None:
+    from picojoule.arch.limits import check_number
+
+    try:
+        check_number("clock_ghz", value)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
 def _check_node(value: Scalar) -> None:
     if int(value) not in NODES_NM:
         raise ConfigError(f"no area data for {value} nm; nodes: {list(NODES_NM)}")
@@ -75,7 +84,9 @@ DSE_PARAMETERS: dict[str, ParamSpec] = {
     "node_nm": ParamSpec(
         name="node_nm", type="int", doc="technology node (energy and area)", check=_check_node
     ),
-    "clock_ghz": ParamSpec(name="clock_ghz", type="float", doc="clock frequency", minimum=1e-3),
+    "clock_ghz": ParamSpec(
+        name="clock_ghz", type="float", doc="clock frequency", minimum=1e-3, check=_check_clock
+    ),
 }
 
 
@@ -123,6 +134,13 @@ def _spec_for(name: str, param: inspect.Parameter, hints: Mapping[str, Any]) -> 
     return None
 
 
+def _builds(preset: str, name: str) -> Callable[[Scalar], None]:
+    def check(value: Scalar) -> None:
+        build_arch(preset, {name: value})
+
+    return check
+
+
 def catalog(preset: str) -> dict[str, ParamSpec]:
     """Every parameter a space on `preset` may sweep."""
     fn = _builder(preset)
@@ -134,6 +152,9 @@ def catalog(preset: str) -> dict[str, ParamSpec]:
     for name, param in inspect.signature(fn).parameters.items():
         if param.kind in (param.KEYWORD_ONLY, param.POSITIONAL_OR_KEYWORD):
             spec = _spec_for(name, param, hints)
+            if spec is not None and spec.type != "str":
+                # Building the preset at a value checks it against the Arch's sane ranges.
+                spec = replace(spec, check_ends=_builds(preset, name))
             if spec is not None:
                 out[name] = spec
     # A preset keyword of the same name (nvdla's node_nm, clock_ghz) is passed to the builder
@@ -167,9 +188,8 @@ def build_arch(preset: str, design: Mapping[str, Scalar]) -> Arch:
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(x) for x in first["loc"])
-        raise ConfigError(
-            f"preset {preset!r} rejects this design: {where}: {first['msg']}"
-        ) from None
+        msg = str(first["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"preset {preset!r} rejects this design: {where}: {msg}") from None
     except PicojouleError:
         raise
     except TypeError as e:

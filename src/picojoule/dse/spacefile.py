@@ -116,12 +116,33 @@ class _Space(BaseModel):
         return self
 
 
+_SECTIONS: dict[str, type[BaseModel]] = {
+    "search": _Search,
+    "mapper": _Mapper,
+    "constraints": _Constraints,
+}
+_EXAMPLES = {
+    "search": "{method: nsga2, trials: 300}",
+    "mapper": "{objective: energy, samples: 1000}",
+    "constraints": "{area_mm2: 30, power_w: 5}; budgets are numbers, not expressions",
+    "parameters": "name: values lines",
+}
+
+
 def _pydantic_message(err: ValidationError) -> str:
     """The first problem (field path, message, bad value) and how many more there are."""
     errors = err.errors()
     e = errors[0]
     loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
     msg = str(e["msg"]).removeprefix("Value error, ")
+    if e["type"] == "extra_forbidden":
+        model = _SECTIONS.get(str(e["loc"][0]), _Space) if len(e["loc"]) > 1 else _Space
+        fields = list(model.model_fields)
+        msg = f"unknown field{did_you_mean(str(e['loc'][-1]), fields)}; known: {', '.join(fields)}"
+        return f"{loc}: {msg}"
+    if e["type"] in ("model_type", "dict_type"):
+        example = _EXAMPLES.get(str(e["loc"][0]), "key: value lines")
+        return f"{loc}: expected a mapping ({example}), got {e.get('input')!r}"
     value = e.get("input")
     shown = "" if isinstance(value, dict | list) or e["type"] == "missing" else f" (got {value!r})"
     more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
@@ -233,6 +254,12 @@ def _values(spec: ParamSpec, raw: object) -> tuple[Scalar, ...]:
     if len(set(values)) != len(values):
         dup = sorted({v for v in values if values.count(v) > 1}, key=str)
         raise SpaceError(f"parameter {name!r}: values repeat: {dup}")
+    if spec.check_ends is not None and spec.type != "str":
+        for end in sorted({min(values), max(values)}):
+            try:
+                spec.check_ends(end)
+            except PicojouleError as e:
+                raise SpaceError(f"parameter {name!r} value {end!r}: {e}") from None
     return values
 
 
