@@ -166,27 +166,36 @@ SUBAPPS = {
 }
 
 
-_MOUNTED: set[str] = set()
+_MOUNTED: dict[str, str] = {}  # name -> "stub" | "app"
 
 
 def _mount(argv: list[str]) -> None:
-    """Mount the sub-app the command line names, or all of them (for --help and errors)."""
+    """Mount the sub-app the command line names. For anything else (--help, no command, a
+    typo) mount every sub-app as a stub that holds only its help line: listing the commands
+    imports none of their modules, so no torch, optuna, ray or matplotlib (tests/
+    test_cli_imports.py; start-up times in BENCHMARKS.md). A real mount after a stub wins:
+    typer keeps the last group registered under a name."""
     import importlib
 
-    wanted = [argv[1]] if len(argv) > 1 and argv[1] in SUBAPPS else list(SUBAPPS)
-    for name in wanted:
-        if name in _MOUNTED:
-            continue
-        _MOUNTED.add(name)
-        module, help_text = SUBAPPS[name]
-        sub = importlib.import_module(module)
-        if name == "bench":  # one command today: mount it as `bench gpu`, not collapsed
-            bench = typer.Typer(help=help_text, no_args_is_help=True)
-            bench.command("gpu")(sub.gpu)
-            bench.callback()(lambda: None)
-            app.add_typer(bench, name=name, help=help_text)
-        else:
-            app.add_typer(sub.app, name=name, help=help_text)
+    if len(argv) < 2 or argv[1] not in SUBAPPS:
+        for name, (_, help_text) in SUBAPPS.items():
+            if name not in _MOUNTED:
+                _MOUNTED[name] = "stub"
+                app.add_typer(typer.Typer(help=help_text), name=name, help=help_text)
+        return
+    name = argv[1]
+    if _MOUNTED.get(name) == "app":
+        return
+    _MOUNTED[name] = "app"
+    module, help_text = SUBAPPS[name]
+    sub = importlib.import_module(module)
+    if name == "bench":  # one command today: mount it as `bench gpu`, not collapsed
+        bench = typer.Typer(help=help_text, no_args_is_help=True)
+        bench.command("gpu")(sub.gpu)
+        bench.callback()(lambda: None)
+        app.add_typer(bench, name=name, help=help_text)
+    else:
+        app.add_typer(sub.app, name=name, help=help_text)
 
 
 def main() -> None:

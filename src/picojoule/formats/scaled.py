@@ -35,12 +35,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
-
-import torch
+from typing import TYPE_CHECKING, Literal
 
 from picojoule.errors import FormatError, ShapeError
 from picojoule.formats.spec import FloatFormat, IntFormat, LNSFormat, Rounding
+
+if TYPE_CHECKING:  # torch loads on the first quantize: listing formats needs only the data
+    import torch
 
 __all__ = [
     "PerTensor",
@@ -82,11 +83,15 @@ _E8M0_RANGE = (-127, 127)
 def _pow2(e: torch.Tensor) -> torch.Tensor:
     """Exact float32 2^e for integer e in [-149, 127] (built in float64, where all are normal;
     below -126 the float32 is subnormal, still exact)."""
+    import torch
+
     return ((e.to(torch.int64) + 1023) << 52).view(torch.float64).to(torch.float32)
 
 
 def _blocks(x: torch.Tensor, size: int) -> tuple[torch.Tensor, int]:
     """View x [..., K] as [..., K/size, size], zero-padding K up to a whole block."""
+    import torch
+
     k = x.shape[-1]
     pad = (-k) % size
     if pad:
@@ -101,6 +106,8 @@ def _unblock(y: torch.Tensor, shape: torch.Size, pad: int) -> torch.Tensor:
 
 def _amax(x: torch.Tensor, dim: int | None = None) -> torch.Tensor:
     """max |x| (over `dim`, kept) without a full-size |x| temporary; NaN where non-finite."""
+    import torch
+
     if dim is None:
         hi, lo = x.amax(), x.amin()
     else:
@@ -189,6 +196,8 @@ class ScaledFormat:
         coarse: granularity of VS-Quant's second-level scale: "row" for weights (per output
             channel, as in the paper), "tensor" for activations.
         """
+        import torch
+
         if not isinstance(x, torch.Tensor) or not x.is_floating_point():
             got = x.dtype if isinstance(x, torch.Tensor) else type(x).__name__
             raise FormatError(f"{self.name}: quantize takes a floating-point tensor, got {got}")
@@ -205,6 +214,8 @@ class ScaledFormat:
     # --- per-tensor / per-channel (fp32 scale) ----------------------------------------------
 
     def _plain_coarse(self, x: torch.Tensor, amax, saturate: bool, kw: dict) -> torch.Tensor:
+        import torch
+
         rows = x.reshape(-1, x.shape[-1]) if x.dim() > 0 else x.reshape(1, 1)
         if isinstance(self.granularity, PerChannel):
             m = _amax(rows, -1) if amax is None else _as_rows(amax, rows.shape[0], self.name)
@@ -221,6 +232,8 @@ class ScaledFormat:
     def _blockwise(self, x, amax, coarse: Coarse, saturate: bool, kw: dict) -> torch.Tensor:
         """Scales for every block first (small tensors, one vectorized pass), then the
         elementwise y = Q(x / d) * m1 * m2 in cache-sized chunks."""
+        import torch
+
         size = self.granularity.size  # type: ignore[union-attr]
         if x.dim() == 0:  # a scalar is a one-element row
             return self._blockwise(x.reshape(1), amax, coarse, saturate, kw).reshape(())
@@ -285,6 +298,8 @@ class ScaledFormat:
         floor(log2 amax) - emax_elem, clamped to [-127, 127]) minus the element's implicit
         fraction bits. An integer element stands for the spec's fixed-point one (MXINT8: 1.6,
         emax_elem 0, q = P * 2^6): the clamp applies to X, before the implicit 2^-6."""
+        import torch
+
         el = self.element
         if isinstance(el, FloatFormat):
             emax_elem, frac = el.emax, 0
@@ -302,6 +317,8 @@ class ScaledFormat:
 
     def _vsq_gamma(self, xb: torch.Tensor, m: torch.Tensor, amax, coarse: Coarse) -> torch.Tensor:
         """VS-Quant's second-level fp32 scale, broadcastable against the blocks' amax `m`."""
+        import torch
+
         qmax = float(self.element.qmax)  # type: ignore[union-attr]
         levels = float((1 << self.scale_bits) - 1)
         if amax is not None:
@@ -321,6 +338,8 @@ class ScaledFormat:
 def _block_amax(blocks: torch.Tensor) -> torch.Tensor:
     """max |x| of every row of [n, size] blocks (NaN where non-finite), in cache-sized chunks:
     torch's reduction over a short inner dim is slow, |x| of a hot chunk is cheap."""
+    import torch
+
     from picojoule.formats.cast import CHUNK
 
     n, size = blocks.shape
@@ -335,6 +354,8 @@ def _map_rows(rows: torch.Tensor, per_row: list[torch.Tensor], fn) -> torch.Tens
     """Apply `fn(rows_chunk, [per_row_chunk...])` over cache-sized chunks of a 2-D tensor.
 
     Rows longer than a chunk are split along their length (per-row values are shared)."""
+    import torch
+
     from picojoule.formats.cast import CHUNK
 
     n, k = rows.shape
@@ -354,6 +375,8 @@ def _map_rows(rows: torch.Tensor, per_row: list[torch.Tensor], fn) -> torch.Tens
 
 
 def _as_rows(amax, rows: int, name: str) -> torch.Tensor:
+    import torch
+
     a = torch.as_tensor(amax, dtype=torch.float32)
     if a.dim() == 0:
         return a.expand(rows, 1)

@@ -22,10 +22,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
-import numpy as np
-import torch
+if TYPE_CHECKING:  # formats are data: listing them imports neither (`picojoule formats`)
+    import numpy as np
+    import torch
 
 __all__ = ["NanEncoding", "FloatFormat", "IntFormat", "LNSFormat", "CodebookFormat"]
 
@@ -152,6 +153,8 @@ class FloatFormat(_ElementOps):
     @cached_property
     def table(self) -> np.ndarray:
         """float64 value of every code (bits <= 16), indexed by code."""
+        import numpy as np
+
         if self.bits > 16:
             raise ValueError(f"{self.name}: code table only for formats of <= 16 bits")
         return np.array([self.decode_value(c) for c in range(1 << self.bits)], dtype=np.float64)
