@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +24,7 @@ from picojoule.dse.pareto import knee_index, pareto_indices
 from picojoule.dse.results import Point, RunInfo
 from picojoule.dse.runner import feasible
 from picojoule.dse.space import OBJECTIVES, Constraints
+from picojoule.fsio import atomic_write_text, save_figure, write_json
 
 __all__ = ["RunReport", "build_report", "write_outputs", "front_table"]
 
@@ -200,7 +199,7 @@ def _plot_front(report: RunReport, points: Sequence[Point], path: Path) -> Path:
         ax.grid(True, which="both", alpha=0.25)
         ax.legend(loc="best", fontsize=8)
     fig.suptitle(f"{report.run.run_id} on {report.run.workload}: {len(ok)} designs")
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
     return path
 
@@ -221,7 +220,7 @@ def _plot_split(point: Point, path: Path, title: str) -> Path:
     ax.bar_label(bars, fmt="%.1f%%", fontsize=8)
     ax.set(xlabel="share of energy per inference (%)", title=title)
     ax.set_xlim(0, max(shares) * 1.2 if shares else 1)
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
     return path
 
@@ -273,13 +272,14 @@ margin:1em 0}}</style></head><body>
 
 
 def write_outputs(report: RunReport, points: Sequence[Point], out: str | Path) -> list[Path]:
-    """Write front.json, pareto.png, energy_split.png (when a design was chosen) and
-    report.html into `out`; returns the paths written."""
+    """Write front.json (strict JSON), pareto.png, energy_split.png (when a design was
+    chosen) and report.html into `out`, each atomically (`picojoule.fsio`); returns the paths
+    written."""
     d = Path(out)
     d.mkdir(parents=True, exist_ok=True)
     written = []
     js = d / "front.json"
-    js.write_text(json.dumps(report.as_dict(), indent=2, sort_keys=True, default=_json_default))
+    write_json(js, report.as_dict(), indent=2, sort_keys=True, default=_json_default)
     written.append(js)
     pngs = []
     if report.front:
@@ -288,14 +288,13 @@ def write_outputs(report: RunReport, points: Sequence[Point], out: str | Path) -
         pngs.append(_plot_split(report.chosen, d / "energy_split.png", "chosen design"))
     written += pngs
     page = d / "report.html"
-    page.write_text(_html(report, pngs))
+    atomic_write_text(page, _html(report, pngs))
     written.append(page)
     return written
 
 
 def _json_default(value: object) -> object:
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
+    # Non-finite floats need no case here: `write_json` turns them into null.
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -18,6 +18,7 @@ from picojoule.energy.gpus import GpuSpec  # noqa: E402
 from picojoule.energy.ledger import format_ledger  # noqa: E402
 from picojoule.energy.overhead import INSTRUCTIONS, instruction_energy  # noqa: E402
 from picojoule.energy.roofline import Roofline  # noqa: E402
+from picojoule.fsio import save_figure  # noqa: E402
 
 __all__ = ["plot_instructions", "plot_formats", "plot_roofline", "DEFAULT_PLOT_FORMATS"]
 
@@ -32,7 +33,7 @@ _COLORS = {"math": "#4c72b0", "overhead": "#dd8452", "memory": "#55a868"}
 def _save(fig: plt.Figure, path: str | Path) -> Path:
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120, bbox_inches="tight")
+    save_figure(fig, out, dpi=120, bbox_inches="tight")  # atomic; never through a symlink
     plt.close(fig)
     return out
 

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from picojoule.fsio import write_json
+
 __all__ = ["KernelConfig", "candidates", "m_bucket", "TuningCache", "tune", "DEFAULT_CONFIG"]
 
 
@@ -187,9 +189,7 @@ class TuningCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         on_disk = json.loads(self.path.read_text()) if self.path.is_file() else {}
         on_disk[key] = asdict(cfg)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(on_disk, indent=1, sort_keys=True))
-        tmp.replace(self.path)
+        write_json(self.path, on_disk, indent=1, sort_keys=True)  # atomic, mkstemp + replace
 
     def items(self) -> dict[str, KernelConfig]:
         return dict(self._mem)

@@ -79,6 +79,7 @@ def gpu(
     compile_baseline: Annotated[bool, typer.Option(help="Time the torch.compile baseline")] = True,
 ) -> None:
     """Benchmark this GPU: GEMM formats, bandwidth, pJ/op, SOL%, and the packed kernels."""
+    from picojoule.fsio import prepare_out_dir
     from picojoule.gpu.report import gemm_report, kernel_report, plot_report, save_json
 
     chosen = tuple(s.strip() for s in stages.split(",") if s.strip())
@@ -91,29 +92,33 @@ def gpu(
         raise ConfigError(f"--sizes takes integers separated by commas, got {sizes!r}") from e
     fmt_list = [f.strip() for f in formats.split(",") if f.strip()] or None
     command = "picojoule bench gpu " + " ".join(shlex.quote(a) for a in sys.argv[3:])
-    written: list[Path] = []
-    if "gemm" in chosen:
-        data = gemm_report(size_list, fmt_list, energy_s=energy_s, command=command)
-        console.print(gemm_table(data))
-        bw = data["bandwidth"]
-        console.print(f"copy bandwidth: {bw['tb_per_s']:.2f} TB/s (SOL {_f(bw['sol_pct'])} %)")
-        save_json(data, out / "gpu.json")
-        written += [out / "gpu.json", *plot_report(data, out)]
-    kstages = tuple(s for s in chosen if s != "gemm")
-    if kstages:
-        kdata = kernel_report(stages=kstages, compile_baseline=compile_baseline, command=command)
-        for name in ("decode", "prefill", "msweep"):
-            sec = kdata.get(name)
-            if isinstance(sec, list):
-                console.print(kernel_table(sec, f"{name} (N = K = 8192)"))
-            elif isinstance(sec, dict):
-                console.print(f"[red]{name}: {sec['error']}[/red]")
-        for e in kdata.get("e2e", []) if isinstance(kdata.get("e2e"), list) else []:
-            console.print(
-                f"MiniLM b{e['batch']}x{e['seq_len']}: bf16 {e['bf16_sentences_per_s']:.0f}/s, "
-                f"{e['fmt']} {e['packed_sentences_per_s']:.0f}/s ({e['speedup']:.2f}x), "
-                f"cos to emulation {e['cosine_to_emulated']:.5f}"
+    # Checked (and created) before the benchmark; removed again if it fails (e.g. no GPU).
+    with prepare_out_dir(out, what="the benchmark") as out:
+        written: list[Path] = []
+        if "gemm" in chosen:
+            data = gemm_report(size_list, fmt_list, energy_s=energy_s, command=command)
+            console.print(gemm_table(data))
+            bw = data["bandwidth"]
+            console.print(f"copy bandwidth: {bw['tb_per_s']:.2f} TB/s (SOL {_f(bw['sol_pct'])} %)")
+            save_json(data, out / "gpu.json")
+            written += [out / "gpu.json", *plot_report(data, out)]
+        kstages = tuple(s for s in chosen if s != "gemm")
+        if kstages:
+            kdata = kernel_report(
+                stages=kstages, compile_baseline=compile_baseline, command=command
             )
-        save_json(kdata, out / "gpu_kernels.json")
-        written += [out / "gpu_kernels.json", *plot_report(kdata, out)]
-    console.print("wrote " + ", ".join(str(p) for p in written))
+            for name in ("decode", "prefill", "msweep"):
+                sec = kdata.get(name)
+                if isinstance(sec, list):
+                    console.print(kernel_table(sec, f"{name} (N = K = 8192)"))
+                elif isinstance(sec, dict):
+                    console.print(f"[red]{name}: {sec['error']}[/red]")
+            for e in kdata.get("e2e", []) if isinstance(kdata.get("e2e"), list) else []:
+                console.print(
+                    f"MiniLM b{e['batch']}x{e['seq_len']}: bf16 {e['bf16_sentences_per_s']:.0f}/s, "
+                    f"{e['fmt']} {e['packed_sentences_per_s']:.0f}/s ({e['speedup']:.2f}x), "
+                    f"cos to emulation {e['cosine_to_emulated']:.5f}"
+                )
+            save_json(kdata, out / "gpu_kernels.json")
+            written += [out / "gpu_kernels.json", *plot_report(kdata, out)]
+        console.print("wrote " + ", ".join(str(p) for p in written))

@@ -7,7 +7,6 @@ that cannot run never loses the others' results. `plot_report` writes PNGs next 
 
 from __future__ import annotations
 
-import json
 import platform
 import sys
 import time
@@ -16,6 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from picojoule.fsio import save_figure, write_json
 from picojoule.gpu.device import device_info, require_cuda
 from picojoule.gpu.spec import peaks_for_device
 
@@ -104,8 +104,9 @@ def kernel_report(
 
 
 def save_json(data: dict[str, Any], path: Path) -> None:
+    """Strict JSON (NaN/inf as null), written atomically (`picojoule.fsio`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1, default=str))
+    write_json(path, data, indent=1, default=str)
 
 
 def plot_report(data: dict[str, Any], out_dir: Path) -> list[Path]:
@@ -137,8 +138,7 @@ def plot_report(data: dict[str, Any], out_dir: Path) -> list[Path]:
         for ax in (a1, a2):
             ax.tick_params(axis="x", rotation=45)
         fig.tight_layout()
-        p = out_dir / "gpu_gemm.png"
-        fig.savefig(p, dpi=120)
+        p = save_figure(fig, out_dir / "gpu_gemm.png", dpi=120)
         plt.close(fig)
         written.append(p)
     sweep = data.get("msweep")
@@ -155,8 +155,7 @@ def plot_report(data: dict[str, Any], out_dir: Path) -> list[Path]:
         ax.set_title(f"N = K = 8192 on {dev}")
         ax.legend(fontsize=8)
         fig.tight_layout()
-        p = out_dir / "gpu_msweep.png"
-        fig.savefig(p, dpi=120)
+        p = save_figure(fig, out_dir / "gpu_msweep.png", dpi=120)
         plt.close(fig)
         written.append(p)
     return written

@@ -12,8 +12,6 @@ Architecture (input [B, 1, 8, 8]):
 
 from __future__ import annotations
 
-import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +21,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from picojoule.errors import PicojouleError
+from picojoule.fsio import atomic_writer
 from picojoule.paths import cache_dir
 
 __all__ = ["build", "dataset", "train", "load_default", "evaluate", "DigitsData"]
@@ -124,12 +123,12 @@ def load_default(*, retrain: bool = False) -> tuple[nn.Module, DigitsData]:
 
 
 def _save(path: Path, obj: dict) -> None:
-    """Write atomically: a Ctrl-C mid-write never leaves a truncated cache file."""
+    """Write atomically (`picojoule.fsio`): a Ctrl-C mid-write never leaves a truncated cache
+    file, and a symlink planted at `path` is replaced, not written through."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{hashlib.sha1(str(os.getpid()).encode()).hexdigest()[:8]}.tmp")
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
+        with atomic_writer(path) as f:
+            torch.save(obj, f)
     except OSError as e:
         raise PicojouleError(
             f"cannot write the model cache {path}: {e.strerror}; set PICOJOULE_CACHE to a "

@@ -10,15 +10,13 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 
-from picojoule.errors import PicojouleError
+from picojoule.fsio import atomic_write_text, dumps_json, prepare_out_dir
 from picojoule.study.runner import StudyResult
 
 __all__ = ["REPORT_SCHEMA", "to_json", "summary_table", "write_report", "check_writable"]
@@ -340,32 +338,18 @@ def render_html(study: StudyResult) -> str:
     )
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def check_writable(out_dir: Path) -> Path:
-    """Create `out_dir` and prove it writable (before a long study, not after)."""
-    out_dir = Path(out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise PicojouleError(
-            f"cannot write the report to {out_dir}: {e.strerror}; pass --out with a writable "
-            "directory"
-        ) from None
-    return out_dir
+    """Create `out_dir` and prove it writable (before a long study, not after); see
+    `picojoule.fsio.prepare_out_dir` for the context manager that also cleans up."""
+    with prepare_out_dir(out_dir, what="the report") as d:
+        return d
 
 
 def write_report(study: StudyResult, out_dir: Path) -> tuple[Path, Path]:
-    """Write report.json and report.html into `out_dir` (created); returns both paths."""
+    """Write report.json (strict JSON) and report.html into `out_dir` (created), each
+    atomically; returns both paths."""
     out_dir = check_writable(out_dir)
     jpath, hpath = out_dir / "report.json", out_dir / "report.html"
-    _atomic_write(jpath, json.dumps(to_json(study), indent=1, default=float))
-    _atomic_write(hpath, render_html(study))
+    atomic_write_text(jpath, dumps_json(to_json(study), indent=1, default=float))
+    atomic_write_text(hpath, render_html(study))
     return jpath, hpath

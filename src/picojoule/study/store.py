@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 
 from picojoule.errors import PicojouleError
+from picojoule.fsio import OutputPathError, check_cache_path
 
-__all__ = ["ResultCache", "CacheError", "SCHEMA_VERSION"]
+__all__ = ["ResultCache", "CacheError", "SCHEMA_VERSION", "check_cache"]
 
 SCHEMA_VERSION = 1
 _APP_ID = 0x706A6F75  # "pjou": marks the file as ours (PRAGMA application_id)
@@ -24,9 +25,18 @@ class CacheError(PicojouleError):
     """The cache file is unreadable, corrupt or not a picojoule study cache."""
 
 
+def check_cache(path: Path) -> Path:
+    """Refuse, before any work, a cache file picojoule did not write (empty, not SQLite,
+    another program's database, a symlink); see `picojoule.fsio.check_cache_path`."""
+    try:
+        return check_cache_path(path, app_id=_APP_ID, kind="picojoule study cache")
+    except OutputPathError as e:
+        raise CacheError(str(e)) from None
+
+
 class ResultCache:
     def __init__(self, path: Path) -> None:
-        self.path = Path(path)
+        self.path = check_cache(Path(path))
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:

@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never opens a window
 import matplotlib.pyplot as plt  # noqa: E402
 
+from picojoule.fsio import save_figure  # noqa: E402
 from picojoule.winograd.study import ErrorRow  # noqa: E402
 
 __all__ = ["plot_errors"]
@@ -54,6 +55,6 @@ def plot_errors(rows: Sequence[ErrorRow], path: Path, *, data: str = "random") -
     fig.legend(loc="lower center", ncol=min(4, max(len(fmts) * len(sets), 1)), fontsize=8)
     fig.tight_layout(rect=(0, 0.06 * (1 + (len(fmts) * len(sets) - 1) // 4), 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)  # atomic: never writes through a planted symlink
     plt.close(fig)
     return path
