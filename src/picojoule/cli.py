@@ -92,35 +92,39 @@ def study(
     import torch
 
     torch.set_num_threads(threads or idle_threads(torch.get_num_threads()))
+    from picojoule.fsio import prepare_out_dir
     from picojoule.paths import cache_dir
     from picojoule.study import load_recipes, load_task, summary_table, write_report
-    from picojoule.study.report import check_writable
     from picojoule.study.runner import run
+    from picojoule.study.store import check_cache
     from picojoule.study.targets import check_target
 
     targets = [t.strip() for t in target.split(",") if t.strip()]
     for t in targets:
         check_target(t)
-    check_writable(out)
-    recs = load_recipes(recipes)
-    task = load_task(model, data, metric)
     db = None if no_cache else (cache or cache_dir() / "study.sqlite")
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-        job = bar.add_task("recipes", total=len(recs))
+    if db is not None:
+        check_cache(db)
+    # Created (and proved writable) now, not after the study; removed again if it fails.
+    with prepare_out_dir(out, what="the report") as out_dir:
+        recs = load_recipes(recipes)
+        task = load_task(model, data, metric)
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
+            job = bar.add_task("recipes", total=len(recs))
 
-        def progress(name: str, i: int, n: int) -> None:
-            bar.update(job, completed=i, total=n, description=f"recipe {name}")
+            def progress(name: str, i: int, n: int) -> None:
+                bar.update(job, completed=i, total=n, description=f"recipe {name}")
 
-        result = run(task, recs, target=targets, cache=db, progress=progress, measured=measured)
-    console.print(summary_table(result))
-    jpath, hpath = write_report(result, out)
+            result = run(task, recs, target=targets, cache=db, progress=progress, measured=measured)
+        console.print(summary_table(result))
+        jpath, hpath = write_report(result, out_dir)
     console.print(f"report: {hpath}  data: {jpath}")
 
 

@@ -25,9 +25,11 @@ from picojoule.dse.errors import InfeasibleError, StoreError
 from picojoule.dse.evaluate import DesignEvaluator, load_workload
 from picojoule.dse.params import catalog
 from picojoule.dse.report import RunReport, build_report, front_table, write_outputs
+from picojoule.dse.results import _APP_ID as RESULTS_APP_ID
 from picojoule.dse.results import DB_FILENAME, ResultsDB
 from picojoule.dse.runner import run_space
 from picojoule.dse.spacefile import find_space, load_space
+from picojoule.fsio import OutputPathError, check_cache_path, prepare_out_dir
 
 __all__ = ["app"]
 
@@ -36,6 +38,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 console = Console(width=None if sys.stdout.isatty() else 130)  # as picojoule.cli
+_KIND = "picojoule DSE results database"
 
 
 def _split_table(report: RunReport) -> Table | None:
@@ -104,6 +107,11 @@ def run(
     workload = load_workload(sp.workload, sp.batch)
     evaluator = DesignEvaluator(preset=sp.preset, workload=workload, mapper=sp.mapper)
     out_dir = out if out is not None else Path("dse-runs") / sp.name
+    # Before any evaluation: refuse a results file picojoule did not write (or a symlink).
+    try:
+        check_cache_path(out_dir / DB_FILENAME, app_id=RESULTS_APP_ID, kind=_KIND, option="--out")
+    except OutputPathError as e:
+        raise StoreError(str(e)) from None
     console.print(
         f"[bold]{sp.name}[/bold]: preset {sp.preset}, workload {workload.name} "
         f"({len(workload.layers)} layers), {sp.size:,} designs, search {sp.search.method}, "
@@ -115,7 +123,10 @@ def run(
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=console, transient=True) as progress:
+    with (
+        prepare_out_dir(out_dir, what="the run") as out_dir,  # removed if nothing got written
+        Progress(*columns, console=console, transient=True) as progress,
+    ):
         task = progress.add_task("designs", total=None)
 
         def tick(done: int, planned: int) -> None:
@@ -163,7 +174,8 @@ def show(
     db_path = run_path / DB_FILENAME if run_path.is_dir() else run_path
     if not db_path.exists():
         raise StoreError(f"no results database at {db_path}; give a run directory or its .sqlite")
-    _render(db_path, run_name, out if out is not None else db_path.parent, limit)
+    with prepare_out_dir(out if out is not None else db_path.parent) as out_dir:
+        _render(db_path, run_name, out_dir, limit)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ Public: `app` (a Typer app with a single command, mounted by the main CLI as `ma
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +15,7 @@ from rich.table import Table
 from picojoule.arch.io import load_arch
 from picojoule.arch.spec import Arch
 from picojoule.errors import ConfigError
+from picojoule.fsio import check_out_file, write_json
 from picojoule.mapping.network import WorkloadCost, map_workload
 from picojoule.mapping.search import OBJECTIVES
 from picojoule.workload.builtin import BUILTINS, builtin
@@ -125,6 +125,8 @@ def map_command(
     """Map MODEL onto ARCH and print energy by level and operand, latency and mappings."""
     if objective not in OBJECTIVES:
         raise ConfigError(f"--objective {objective!r}: use one of {', '.join(OBJECTIVES)}")
+    if json_out is not None:
+        check_out_file(json_out, option="--json")  # before the search, not after it
     spec = load_arch(arch)
     workload = builtin(model, batch=batch)
     if recipe:
@@ -132,5 +134,5 @@ def map_command(
     result = map_workload(workload, spec, objective, time_budget_s=time_budget, seed=seed)
     render(result, spec, Console(), mappings=mappings)
     if json_out is not None:
-        json_out.write_text(json.dumps(result.to_dict(), indent=1))
+        write_json(json_out, result.to_dict(), indent=1)
         Console().print(f"wrote {json_out}")

@@ -14,7 +14,6 @@ layers that would run the 2:4 kernel.
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -24,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from picojoule.errors import ConfigError
+from picojoule.fsio import check_out_file, write_json
 from picojoule.sparsity.costs import (
     Gemm,
     breakeven_density,
@@ -68,6 +68,8 @@ def report_cmd(
     """Prune the default digits CNN, fine-tune, and print the per-layer table with accuracy."""
     from picojoule.models import digits
 
+    if json_out is not None:
+        check_out_file(json_out, option="--json")  # before fine-tuning, not after it
     model, data = digits.load_default()
     dense_acc = digits.evaluate(model, data)
     sparse = copy.deepcopy(model)
@@ -94,7 +96,7 @@ def report_cmd(
     if json_out is not None:
         payload = {"recipe": recipe, "dtype": dtype, "accuracy_pct": {"dense": dense_acc}}
         payload["accuracy_pct"].update({"one_shot": one_shot, "finetuned": tuned})
-        json_out.write_text(json.dumps({**payload, **to_dict(rows)}, indent=2))
+        write_json(json_out, {**payload, **to_dict(rows)}, indent=2)
         console.print(f"wrote {json_out}")
 
 

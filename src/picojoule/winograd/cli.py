@@ -9,7 +9,6 @@ Commands:
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -23,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from picojoule.errors import ConfigError
+from picojoule.fsio import prepare_out_dir, write_json
 from picojoule.winograd.conv import operand_formats
 from picojoule.winograd.cost import WinogradCost, winograd_cost
 from picojoule.winograd.plot import plot_errors
@@ -186,7 +186,8 @@ def study(
     """Error vs tile, point set and format; default-model accuracy; JSON + PNG in OUT."""
     if threads < 1:
         raise ConfigError(f"--threads {threads}: give 1 or more")
-    with _torch_threads(threads):
+    # The folder is checked (and created) before the sweep, and removed if the run fails.
+    with _torch_threads(threads), prepare_out_dir(out, what="the study") as out_dir:
         started = time.perf_counter()
         tile_list = _ints(tiles, "tiles")
         acc_tiles = _ints(accuracy_tiles, "accuracy-tiles")
@@ -228,10 +229,8 @@ def study(
                 acc = accuracy_rows(model, loader, tiles=acc_tiles, format_names=fmts)
             console.print(_accuracy_table(base, acc))
             report["accuracy"] = {"float_model_pct": base, "rows": [asdict(a) for a in acc]}
-        out.mkdir(parents=True, exist_ok=True)
-        json_path = out / "winograd_study.json"
-        json_path.write_text(json.dumps(report, indent=2) + "\n")
-        png = plot_errors(rows, out / "winograd_study.png")
+        json_path = write_json(out_dir / "winograd_study.json", report, indent=2)
+        png = plot_errors(rows, out_dir / "winograd_study.png")
         console.print(f"wrote {json_path} and {png} in {time.perf_counter() - started:.1f} s")
 
 
