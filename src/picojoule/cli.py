@@ -94,21 +94,26 @@ def study(
     torch.set_num_threads(threads or idle_threads(torch.get_num_threads()))
     from picojoule.fsio import prepare_out_dir
     from picojoule.paths import cache_dir
-    from picojoule.study import load_recipes, load_task, summary_table, write_report
+    from picojoule.study import load_recipes, summary_table, write_report
     from picojoule.study.runner import run
     from picojoule.study.store import check_cache
     from picojoule.study.targets import check_target
+    from picojoule.study.tasks import task_factory
 
     targets = [t.strip() for t in target.split(",") if t.strip()]
+    if not targets:
+        raise PicojouleError("--target is empty; give one (eyeriss) or several (eyeriss,h100)")
     for t in targets:
         check_target(t)
+    # Every input is checked before --out is created or a model is built: a typo costs seconds.
+    recs = load_recipes(recipes)
+    make_task = task_factory(model, data, metric)
     db = None if no_cache else (cache or cache_dir() / "study.sqlite")
     if db is not None:
         check_cache(db)
     # Created (and proved writable) now, not after the study; removed again if it fails.
     with prepare_out_dir(out, what="the report") as out_dir:
-        recs = load_recipes(recipes)
-        task = load_task(model, data, metric)
+        task = make_task()
         with Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -210,7 +215,10 @@ def main() -> None:
     try:
         app()
     except PicojouleError as e:
-        console.print(f"[bold red]error:[/] {e}", highlight=False)
+        from rich.markup import escape
+
+        # the message is user data: `round:up` must not become an emoji, `[x]` not markup
+        console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, emoji=False)
         sys.exit(2)
     except KeyboardInterrupt:
         console.print(

@@ -19,7 +19,15 @@ import torch.nn as nn
 
 from picojoule.errors import ConfigError
 
-__all__ = ["Applied", "register_handler", "handler_for", "apply", "match_name"]
+__all__ = [
+    "Applied",
+    "register_handler",
+    "handler_for",
+    "apply",
+    "match_name",
+    "check_model",
+    "check_filter",
+]
 
 C = TypeVar("C")
 
@@ -60,6 +68,26 @@ def handler_for(cfg: object) -> Handler:
     raise ConfigError(f"no handler for config type {type(cfg).__name__}; known: {known}")
 
 
+def check_model(model: object, verb: str = "apply") -> nn.Module:
+    """`model` if it is an `nn.Module`; else one `ConfigError` line (every verb checks first,
+    so `quantize_(None, ...)` never ends in an AttributeError deep inside torch)."""
+    if not isinstance(model, nn.Module):
+        hint = " (the arguments are (model, recipe))" if isinstance(model, str) else ""
+        raise ConfigError(
+            f"{verb}: the model must be a torch nn.Module, got {type(model).__name__}{hint}"
+        )
+    return model
+
+
+def check_filter(filter_fn: object, verb: str = "apply") -> None:
+    """`filter_fn` is None or a callable `(module, name) -> bool`."""
+    if filter_fn is not None and not callable(filter_fn):
+        raise ConfigError(
+            f"{verb}: filter_fn must be a function (module, name) -> bool or None, got "
+            f"{type(filter_fn).__name__}"
+        )
+
+
 def match_name(name: str, pattern: str) -> bool:
     """Module-name glob (`fnmatch`), e.g. `classifier*`, `*.attention.*`."""
     return fnmatch.fnmatchcase(name, pattern)
@@ -76,6 +104,8 @@ def apply(
 
     Returns one `Applied` per visited module (skips included, with their reason).
     """
+    check_model(model)
+    check_filter(filter_fn)
     handler = handler_for(cfg)
     results: list[Applied] = []
     # Snapshot first: handlers may replace children while we walk.

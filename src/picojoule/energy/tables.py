@@ -21,10 +21,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from picojoule.errors import ConfigError, nearest
+from picojoule.yamlio import load_yaml
 
 __all__ = [
     "TABLE_KINDS",
@@ -191,9 +191,9 @@ def _read_rows(path: Path) -> list[Any]:
         raise TableError(f"cannot read table {path}: {err.strerror}") from err
     if suffix in (".yaml", ".yml"):
         try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            raise TableError(f"{path}: not valid YAML ({err})") from err
+            data = load_yaml(text, str(path))
+        except ConfigError as err:  # bad syntax or a key given twice: one line, as TableError
+            raise TableError(str(err)) from None
         if isinstance(data, dict) and "rows" in data:
             data = data["rows"]
         if not isinstance(data, list):
@@ -260,7 +260,7 @@ def _row_name(item: dict[str, Any]) -> str:
 @cache
 def _builtin(kind: str) -> Table:
     ref = resources.files("picojoule.energy").joinpath("data", f"{kind}.yaml")
-    data = yaml.safe_load(ref.read_text(encoding="utf-8"))
+    data = load_yaml(ref.read_text(encoding="utf-8"), f"builtin {kind}.yaml")
     return _validate(kind, f"builtin {kind}.yaml", data["rows"])
 
 

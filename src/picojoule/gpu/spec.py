@@ -12,8 +12,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 __all__ = ["GpuPeaks", "peaks", "peaks_for_device"]
 
 
@@ -37,7 +35,9 @@ _TABLE = Path(__file__).resolve().parents[1] / "energy" / "data" / "gpus.yaml"
 
 def _rows() -> list[dict]:
     # By path, not importlib.resources: importing picojoule.energy needs pydantic.
-    data = yaml.safe_load(_TABLE.read_text())
+    from picojoule.yamlio import load_yaml_file  # lazy: yaml only when a GPU row is needed
+
+    data = load_yaml_file(_TABLE)
     return data["rows"] if isinstance(data, dict) else data
 
 

@@ -16,7 +16,14 @@ import torch
 import torch.nn as nn
 from torch.nn.utils import parametrize
 
-from picojoule.config import Applied, apply, match_name, register_handler
+from picojoule.config import (
+    Applied,
+    apply,
+    check_filter,
+    check_model,
+    match_name,
+    register_handler,
+)
 from picojoule.errors import ConfigError
 from picojoule.formats import CodebookFormat, Format
 from picojoule.quant.modules import (
@@ -35,6 +42,7 @@ __all__ = [
     "weight_transforms",
     "weight_format_of",
     "layer_kind",
+    "is_quantized",
 ]
 
 SUPPORTED: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d)
@@ -51,11 +59,11 @@ def _quantize_module(module: nn.Module, name: str, cfg: QuantConfig) -> Applied 
     if not isinstance(module, SUPPORTED):
         return None
     kind = type(module).__name__
-    if hasattr(module, "input_quantizer") or _has_quant(module):
-        return Applied(name=name, kind=kind, reason="already quantized")
     layer_cfg = cfg.for_module(name)
     if layer_cfg is None or (layer_cfg.weight is None and layer_cfg.activation is None):
         return Applied(name=name, kind=kind, reason="kept in float by the recipe")
+    if is_quantized(module):  # `quantize_` refuses before any change; this guards `apply`
+        raise ConfigError(f"{name or kind} is already quantized; quantize a fresh float copy")
     done = []
     if layer_cfg.weight is not None:
         fmt = layer_cfg.weight.resolve("weight")
@@ -78,8 +86,11 @@ def _quantize_module(module: nn.Module, name: str, cfg: QuantConfig) -> Applied 
     return Applied(name=name, kind=kind, action=",".join(done))
 
 
-def _has_quant(module: nn.Module) -> bool:
-    return any(isinstance(t, WeightFakeQuant | CodebookWeight) for t in weight_transforms(module))
+def is_quantized(module: nn.Module) -> bool:
+    """Whether `quantize_` already fake-quantizes this layer's weight or input."""
+    return hasattr(module, "input_quantizer") or any(
+        isinstance(t, WeightFakeQuant | CodebookWeight) for t in weight_transforms(module)
+    )
 
 
 def weight_transforms(module: nn.Module) -> list[nn.Module]:
@@ -101,7 +112,21 @@ def quantize_(
 
     backend: "emulate" (fake-quant, bit-exact values, any device) or "triton" (real packed
     weights and fused kernels from `picojoule.gpu`, CUDA only).
+
+    Recipes do not stack: a layer (or the attention products) that is already quantized and
+    that this call would quantize again raises `ConfigError` before anything changes. The
+    weights under a fake-quant are already rounded values to the model, so re-quantizing in
+    place would either round twice or need the float original kept; quantize a fresh float
+    copy instead (`copy.deepcopy` the model before the first call). Layers a `filter_fn` or an
+    override leaves out are not touched, so disjoint calls still compose.
+
+    Wrong argument types (`None` or a string as the model, a non-mapping `overrides`, ...) raise
+    `ConfigError`.
     """
+    check_model(model, "quantize_")
+    check_filter(filter_fn, "quantize_")
+    if not isinstance(backend, str):
+        raise ConfigError(f"quantize_: backend must be 'emulate' or 'triton', not {backend!r}")
     cfg = parse_recipe(recipe, overrides)
     if backend == "triton":
         from picojoule.gpu.modules import to_packed_
@@ -125,11 +150,37 @@ def quantize_(
             f"recipe overrides name layers that do not exist: {', '.join(unmatched)}; "
             f"the model's layers are: {', '.join(names[:12])}{' ...' if len(names) > 12 else ''}"
         )
+    _refuse_requantize(model, cfg, filter_fn)
     _warn_hidden_layers(model)
     done = apply(model, cfg, filter_fn=filter_fn)
     if cfg.attention is not None:
         done.append(_quantize_products(model, cfg))
     return done
+
+
+def _refuse_requantize(
+    model: nn.Module, cfg: QuantConfig, filter_fn: Callable[[nn.Module, str], bool] | None
+) -> None:
+    """`ConfigError` if this call would quantize a layer (or the attention products) that
+    already is: checked over the whole model before any layer changes."""
+    again = []
+    for name, m in model.named_modules():
+        if not isinstance(m, SUPPORTED) or not is_quantized(m):
+            continue
+        if filter_fn is not None and not filter_fn(m, name):
+            continue
+        layer_cfg = cfg.for_module(name)
+        if layer_cfg is not None and (layer_cfg.weight or layer_cfg.activation):
+            again.append(name or "<root>")
+    if cfg.attention is not None and hasattr(model, "product_quantizer"):
+        again.append("<attention products>")
+    if again:
+        listed = ", ".join(again[:6]) + (" ..." if len(again) > 6 else "")
+        raise ConfigError(
+            f"quantize_: already quantized: {listed}; recipes do not stack - quantize a fresh "
+            "float copy (copy.deepcopy the model before the first quantize_), or leave these "
+            "layers out with filter_fn"
+        )
 
 
 def hidden_layers(model: nn.Module) -> list[str]:

@@ -160,7 +160,19 @@ def parse_recipe(
         if "cal" in fields and activation is None:
             raise ConfigError(f"recipe {recipe!r}: cal: calibrates activations; add a:<format>")
         base = QuantConfig(weight=weight, activation=activation, attention=attention, name=text)
-    if not overrides:
+    if overrides is None:
         return base
-    ov = tuple((glob, None if v is None else parse_recipe(v)) for glob, v in overrides.items())
-    return replace(base, overrides=ov)
+    if not isinstance(overrides, Mapping):
+        raise ConfigError(
+            f"overrides must map layer-name globs to recipes, e.g. {{'classifier': None}}, not "
+            f"{type(overrides).__name__}"
+        )
+    ov = []
+    for glob, v in overrides.items():
+        if not isinstance(glob, str) or not glob.strip():
+            raise ConfigError(f"override key {glob!r}: give a layer-name glob, e.g. 'features.*'")
+        try:
+            ov.append((glob, None if v is None else parse_recipe(v)))
+        except ConfigError as e:
+            raise ConfigError(f"override {glob!r}: {e}") from None
+    return replace(base, overrides=tuple(ov)) if ov else base

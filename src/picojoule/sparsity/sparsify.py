@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 from torch.nn.utils import parametrize
 
-from picojoule.config import Applied, apply, register_handler
+from picojoule.config import Applied, apply, check_model, register_handler
 from picojoule.errors import ConfigError, ShapeError
 from picojoule.sparsity.masks import weight_mask
 from picojoule.sparsity.patterns import Pattern
@@ -139,8 +139,11 @@ def sparsify_(model: nn.Module, recipe: str | SparsityConfig = "2:4") -> list[Ap
     `recipe` is a `SparsityConfig` or its text form (`parse_recipe`), e.g. "2:4,fc1=1:4".
     Layers a pattern cannot serve are skipped with the reason, never an exception.
     """
+    check_model(model, "sparsify_")
     cfg = parse_recipe(recipe) if isinstance(recipe, str) else recipe
     if not isinstance(cfg, SparsityConfig):
-        raise ConfigError(f"sparsify_ takes a recipe string or SparsityConfig, got {type(cfg)}")
+        raise ConfigError(
+            f"sparsify_ takes a recipe string or SparsityConfig, got {type(cfg).__name__}"
+        )
     with torch.no_grad():
         return apply(model, resolve_roles(model, cfg))

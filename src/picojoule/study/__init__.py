@@ -11,7 +11,8 @@ from pathlib import Path
 
 import torch.nn as nn
 
-from picojoule.study.recipes import PRESETS, Recipe, load_recipes, preset
+from picojoule.errors import ConfigError
+from picojoule.study.recipes import PRESETS, Recipe, check_recipes, load_recipes, preset
 from picojoule.study.report import summary_table, to_json, write_report
 from picojoule.study.runner import RecipeResult, StudyResult, apply_recipe
 from picojoule.study.runner import run as run_task
@@ -24,6 +25,7 @@ __all__ = [
     "PRESETS",
     "preset",
     "load_recipes",
+    "check_recipes",
     "load_task",
     "write_report",
     "summary_table",
@@ -48,8 +50,21 @@ def run(
 ) -> StudyResult:
     """Study your own model: `data` yields (inputs, targets) batches, `metric(model, data)`
     returns a number where higher is better. `target`: one name or several to compare."""
+    if not (isinstance(model, nn.Module) or callable(model)):
+        raise ConfigError(
+            f"model must be an nn.Module or a function that builds one, not {type(model).__name__}"
+        )
+    if not (callable(data) or isinstance(data, Iterable)) or isinstance(data, str | bytes):
+        raise ConfigError(
+            f"data must be an iterable of (inputs, targets) batches or a function returning "
+            f"one, not {type(data).__name__}"
+        )
+    if not callable(metric):
+        raise ConfigError(
+            f"metric must be a function metric(model, data) -> float, not {type(metric).__name__}"
+        )
     build = model if callable(model) and not isinstance(model, nn.Module) else (lambda: model)
     loader = data if callable(data) else (lambda: data)
     task = UserTask(build=build, loader=loader, score=metric)  # type: ignore[arg-type]
-    recs = load_recipes(recipes) if isinstance(recipes, str) else list(recipes)
+    recs = load_recipes(recipes) if isinstance(recipes, str) else check_recipes(recipes)
     return run_task(task, recs, target=target, cache=cache, measured=measured)

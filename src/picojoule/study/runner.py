@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 
 from picojoule.errors import ConfigError
-from picojoule.study.recipes import Recipe
+from picojoule.study.recipes import Recipe, check_recipes
 from picojoule.study.store import ResultCache
 from picojoule.study.tasks import Task, fingerprint
 
@@ -263,9 +263,7 @@ def run(
     reference for deltas (one is added if none is given). `target`: one name or several (each
     recipe is evaluated once and costed on every target). `measured`: a `picojoule bench gpu`
     JSON from one of the target GPUs, whose board pJ/op then bills each layer there too."""
-    if not recipes:
-        raise ConfigError("no recipes to run")
-    recipes = list(recipes)
+    recipes = check_recipes(recipes)  # before the model is built: a typo fails in a second
     if not any(r.is_baseline for r in recipes):
         recipes.insert(0, Recipe(name="fp32"))
     targets = _targets(target)

@@ -16,13 +16,13 @@ restores a plain `WinogradConv2d`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import torch.nn as nn
 from torch.nn.utils import parametrize
 
-from picojoule.config import Applied, apply, register_handler
+from picojoule.config import Applied, apply, check_filter, check_model, register_handler
 from picojoule.winograd.conv import WinogradConv2d, operand_formats, set_winograd_attrs
 from picojoule.winograd.cost import winograd_cost
 from picojoule.winograd.errors import WinogradError
@@ -47,12 +47,15 @@ class WinogradConfig:
     transform_format: str | None = None
 
     def __post_init__(self) -> None:
-        tile = (self.tile, self.tile) if isinstance(self.tile, int) else tuple(self.tile)
+        try:
+            tile = (self.tile, self.tile) if isinstance(self.tile, int) else tuple(self.tile)
+        except TypeError:
+            tile = ()  # None, a float: not a sequence either; refused just below
         if len(tile) != 2 or any(isinstance(v, bool) or not isinstance(v, int) for v in tile):
             raise WinogradError(f"tile must be an int or a pair of ints, got {self.tile!r}")
         if min(tile) < 1:
             raise WinogradError(f"tile must be positive, got {self.tile!r}")
-        sizes = tuple(self.kernel_sizes)
+        sizes = tuple(self.kernel_sizes) if isinstance(self.kernel_sizes, Iterable) else ()
         if not sizes or any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in sizes):
             raise WinogradError(
                 f"kernel_sizes must be positive ints, e.g. (3,), got {self.kernel_sizes!r}"
@@ -158,9 +161,11 @@ def winogradize_(
     Returns one `Applied` per convolution visited (converted: `action` says the tile and the
     multiply reduction; skipped: `reason` says why).
     """
+    check_model(model, "winogradize_")
+    check_filter(filter_fn, "winogradize_")
     cfg = WinogradConfig(
         tile=tile,  # type: ignore[arg-type]
-        kernel_sizes=tuple(kernel_sizes),
+        kernel_sizes=tuple(kernel_sizes) if isinstance(kernel_sizes, Iterable) else kernel_sizes,
         points=None if points is None else tuple(points),  # type: ignore[arg-type]
         transform_format=transform_format,
     )
