@@ -87,8 +87,18 @@ def test_sdpa_layers_honour_masks_and_grouped_heads():
     mask[:, -2:] = False  # the last two keys are padding
     qk, av = sdpa_layers("a", (q, kv, kv), {"attn_mask": mask, "enable_gqa": True})
     assert (qk.name, av.name) == ("a.qk", "a.av")
-    assert (qk.G, qk.N, qk.C, qk.K) == (4, S, D, S)
+    # Each key/value head serves two query heads: folded into rows, K and V counted once.
+    assert (qk.G, qk.N, qk.C, qk.K) == (2, 2 * S, D, S)
+    assert (av.G, av.N, av.C, av.K) == (2, 2 * S, S, D)
+    assert qk.macs == 4 * S * S * D and qk.weight_elems == 2 * D * S
     assert av.input_density == pytest.approx((S - 2) / S)
+    # Already-repeated heads (transformers' repeat_kv before SDPA) fold the same way.
+    rep = kv.repeat_interleave(2, dim=1)
+    qk2, av2 = sdpa_layers("a", (q, rep, rep), {"attn_mask": mask})
+    assert (qk2.G, qk2.N, qk2.K, av2.G, av2.N) == (2, 2 * S, S, 2, 2 * S)
+    # Distinct heads are not folded.
+    qk3, _ = sdpa_layers("a", (q, torch.randn(1, 4, S, D, generator=g), q), {})
+    assert (qk3.G, qk3.N) == (4, S)
     additive = torch.zeros(S, S).masked_fill(~mask, float("-inf"))
     _, av2 = sdpa_layers("a", (q, kv, kv, additive), {"enable_gqa": True})
     assert av2.input_density == pytest.approx(av.input_density)

@@ -187,15 +187,42 @@ def layer_of(
     return replace(layer, weight_pattern=mask.pattern) if mask is not None else layer
 
 
+def _shared_heads(b: torch.Tensor) -> int:
+    """How many consecutive heads (dim -3) of `b` are copies of one another (1: none)."""
+    h = b.shape[-3]
+    for r in range(h, 1, -1):
+        if h % r == 0:
+            grouped = b.unflatten(-3, (h // r, r))
+            if torch.equal(grouped, grouped[..., :1, :, :].expand_as(grouped)):
+                return r
+    return 1
+
+
+def _fold_shared_heads(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Grouped-query attention repeats each key/value head for the query heads it serves
+    (transformers' `repeat_kv`, SDPA's `enable_gqa`). A kernel reads a shared head once, so the
+    product is `a [.., H/r, r*M, C] @ b [.., H/r, C, K]`: same multiplies, the K/V operand (the
+    KV cache at decode) counted once per key/value head, not once per query head."""
+    if a.dim() < 3 or b.dim() < 3 or a.shape[-3] != b.shape[-3]:
+        return a, b
+    r = _shared_heads(b)
+    if r == 1:
+        return a, b
+    h, m, c = a.shape[-3:]
+    return a.reshape(*a.shape[:-3], h // r, r * m, c), b.unflatten(-3, (h // r, r))[..., 0, :, :]
+
+
 def matmul_layer(
     name: str, a: torch.Tensor, b: torch.Tensor, *, recipe: Any = None,
     float_format: str = FLOAT_FORMAT,
 ) -> Layer:  # fmt: skip
-    """`a [..., M, C] @ b [..., C, K]`: rows in N, batch/heads in G. Both operands are
-    activations and take one format: the recipe's `attn:`, else the input format it gives
+    """`a [..., M, C] @ b [..., C, K]`: rows in N, batch/heads in G (heads of `b` that repeat,
+    as in grouped-query attention, folded into rows). Both operands are activations and take
+    one format: the recipe's `attn:`, else the input format it gives
     `name`, else `float_format`."""
     if a.dim() < 2 or b.dim() < 2:
         raise ShapeError(f"{name}: matmul of vectors is not a layer; shapes {tuple(a.shape)}")
+    a, b = _fold_shared_heads(a, b)
     m, c, k = a.shape[-2], a.shape[-1], b.shape[-1]
     g = max(a[..., 0, 0].numel(), b[..., 0, 0].numel())
     a_fmt = _product_format(name, recipe, float_format)
