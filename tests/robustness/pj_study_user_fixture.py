@@ -54,6 +54,22 @@ def loader_bare_tensors():
     return [x for x, _ in loader()]
 
 
+def loader_dict_inputs():
+    return [({"x": x}, y) for x, y in loader()]
+
+
+def build_dict_model():
+    class DictInput(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = build()
+
+        def forward(self, batch):
+            return self.net(batch["x"])
+
+    return DictInput()
+
+
 def loader_triples():
     return [(x, y, None) for x, y in loader()]
 

@@ -318,6 +318,13 @@ RUNTIME_CASES = [
         "must yield (inputs, targets) pairs; its first batch is a Tensor",
     ),
     ("loader-triples", "build", "loader_triples", "score", "first batch is a tuple of 3"),
+    (
+        "loader-dict-inputs",
+        "build_dict_model",
+        "loader_dict_inputs",
+        "score",
+        "inputs of a batch must be a tensor batched along its first dimension, not dict",
+    ),
     ("metric-nan", "build", "loader", "score_nan", "score_nan returned nan; it must return a fin"),
     ("metric-inf", "build", "loader", "score_inf", "returned inf"),
     ("metric-text", "build", "loader", "score_text", "returned a str ("),

@@ -265,7 +265,14 @@ class UserTask:
         return {"metric": metric_value(value, self.labels[2])}
 
     def example_input(self) -> Any:
-        return self._batches()[0][0][:1]
+        inputs = self._batches()[0][0]
+        try:
+            return inputs[:1]  # one example: the costs are per inference
+        except (TypeError, KeyError, IndexError):  # a dict of tensors, a scalar, None
+            raise ConfigError(
+                f"{self.labels[1]}: the inputs of a batch must be a tensor batched along its "
+                f"first dimension, not {type(inputs).__name__}; yield (inputs, targets)"
+            ) from None
 
     def calibration_batches(self, n: int) -> list:
         return [b[0] for b in self._batches()[:n]]
