@@ -39,8 +39,11 @@ class OptionRange:
     low_open: bool = False
 
     def describe(self) -> str:
-        low = f">{self.low:g}" if self.low_open else f"{self.low:g}"
-        return f"{low}..{self.high:g}"
+        def num(x: float) -> str:
+            return str(int(x)) if self.integer else f"{x:g}"
+
+        low = f">{num(self.low)}" if self.low_open else num(self.low)
+        return f"{low}..{num(self.high)}"
 
 
 OPTIONS: dict[str, OptionRange] = {

@@ -58,7 +58,7 @@ def test_study_with_the_default_model(tmp_path: Path) -> None:
         (["--formats", "fp17"], FormatError, "fp17"),
         (["--point-sets", "chebyshev"], ConfigError, "unknown 'chebyshev'"),
         (["--tiles", "2,x"], ConfigError, "comma-separated integers"),
-        (["--tiles", "0"], ConfigError, "values must be >= 1"),
+        (["--tiles", "0"], ConfigError, "out of range 1..16"),
         (["--formats", " , "], ConfigError, "--formats is empty"),
     ],
 )

@@ -37,7 +37,7 @@ class Limit:
 
 
 def _num(x: float) -> str:
-    if x >= 1024 and float(x).is_integer() and int(x) & (int(x) - 1) == 0:
+    if x >= 2**20 and float(x).is_integer() and int(x) & (int(x) - 1) == 0:
         return f"2^{int(x).bit_length() - 1}"
     return f"{x:g}"
 
@@ -149,13 +149,14 @@ def check_number(field: str, value: object) -> int | float:
         )
     if not math.isfinite(value):
         raise ValueError(f"got {value!r}; give a finite value in {limit.describe()}")
+    big = f"{value:,}" if isinstance(value, int) else f"{value:.6g}"
+    shown = repr(value) if abs(value) < 1e6 else big
     if limit.integer:
         if value != int(value):
             raise ValueError(f"got {value!r}; {field} counts {limit.unit}: give a whole number")
         value = int(value)
     if (value == 0 and limit.zero_ok) or limit.low <= value <= limit.high:
         return value
-    shown = repr(value) if abs(value) < 1e6 else f"{value:,}" if limit.integer else f"{value:.6g}"
     raise ValueError(
         f"{shown} {limit.unit} is out of range {limit.describe()} ({limit.why}); "
         "give a value in range"

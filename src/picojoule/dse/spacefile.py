@@ -292,13 +292,22 @@ def parse_space(data: object, catalog: Catalog, *, where: str = "space") -> Desi
                 f"{where}: unknown parameter {name!r}{did_you_mean(name, catalog)}; "
                 f"known: {', '.join(sorted(catalog))}"
             )
-        values = _values(catalog[name], raw)
+        try:
+            values = _values(catalog[name], raw)
+        except SpaceError as e:
+            raise SpaceError(f"{where}: {e}") from None
         if len(values) == 1:
             fixed[name] = values[0]
         else:
             swept.append(Parameter(name=name, values=values))
     if doc.search.method != "grid" and doc.search.trials is None:
         raise SpaceError(f"{where}: search.method {doc.search.method} needs search.trials")
+    size = math.prod(len(p.values) for p in swept)
+    if doc.search.method == "grid" and size > MAX_GRID:
+        raise SpaceError(
+            f"{where}: the grid has {size:,} designs, more than {MAX_GRID:,}; use search "
+            "{method: nsga2, trials: N} or fewer values"
+        )
     return DesignSpace(
         name=doc.name,
         workload=doc.workload,

@@ -30,6 +30,7 @@ from picojoule.energy.overhead import INSTRUCTIONS, OVERHEAD_PJ, instruction_ene
 from picojoule.energy.scaling import node_scaling
 from picojoule.energy.tables import load_table
 from picojoule.errors import ConfigError
+from picojoule.options import check_choice, check_options
 
 __all__ = ["app", "DEFAULT_FORMATS"]
 
@@ -75,6 +76,8 @@ def gpus(
 ) -> None:
     """GPU generations, TOPS/W, and where a speedup came from (default: 317x)."""
     tab = load_table("gpus", table) if table else None
+    for name in (base, target):
+        get_gpu(name, tab)  # an unknown name fails before the table prints
     t = Table(title="GPU generations (datasheet peaks; TOPS = 10^12 op/s, FMA = 2 ops)")
     for col in ("GPU", "arch", "year", "process", "SMs", "MHz", "best dense", "best 2:4",
                 "GB/s", "W", "TOPS/W dense", "TOPS/W 2:4"):  # fmt: skip
@@ -136,6 +139,8 @@ def overhead(
     plot: Annotated[Path | None, typer.Option(help="write the breakdown plot (PNG) here")] = None,
 ) -> None:
     """Instruction energy = fixed overhead + math; both definitions of 'overhead'."""
+    check_choice("math", math, ("published", "bottom-up"))
+    check_options(overhead_pj=overhead_pj, node=node)
     t = Table(title=f"Instruction energy at {node:g} nm (overhead {overhead_pj:g} pJ, math {math})")
     for col in ("instr", "ops", "math pJ", "overhead pJ", "pJ/op", "overhead/math",
                 "overhead/total", "published", "matches (nearest %)"):  # fmt: skip
@@ -176,6 +181,9 @@ def formats(
     """Energy of one multiply-accumulate per format, with its parts."""
     from picojoule.formats import get
 
+    check_options(node=node, reduction=reduction)
+    for f in _split(names):
+        get(f)  # unknown names fail before anything prints, with suggestions
     cal = calibrate()
     scaling = node_scaling()
     console.print(
@@ -245,6 +253,8 @@ def roofline(
     from picojoule.energy.roofline import roofline as compute_roofline
     from picojoule.workload import apply_recipe, builtin
 
+    check_options(batch=batch)
+    get_gpu(gpu)  # an unknown name fails before the workload is built
     workload = builtin(model, batch=batch)
     if recipe:
         workload = apply_recipe(workload, recipe)

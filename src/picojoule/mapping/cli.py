@@ -14,10 +14,10 @@ from rich.table import Table
 
 from picojoule.arch.io import load_arch
 from picojoule.arch.spec import Arch
-from picojoule.errors import ConfigError
 from picojoule.fsio import check_out_file, write_json
 from picojoule.mapping.network import WorkloadCost, map_workload
 from picojoule.mapping.search import OBJECTIVES
+from picojoule.options import check_choice, check_options
 from picojoule.workload.builtin import BUILTINS, builtin
 from picojoule.workload.from_torch import apply_recipe
 from picojoule.workload.layer import OPERANDS
@@ -123,8 +123,8 @@ def map_command(
     mappings: Annotated[bool, typer.Option(help="print each layer's loop nest")] = True,
 ) -> None:
     """Map MODEL onto ARCH and print energy by level and operand, latency and mappings."""
-    if objective not in OBJECTIVES:
-        raise ConfigError(f"--objective {objective!r}: use one of {', '.join(OBJECTIVES)}")
+    check_choice("objective", objective, OBJECTIVES)
+    check_options(batch=batch, time_budget=time_budget, seed=seed)
     if json_out is not None:
         check_out_file(json_out, option="--json")  # before the search, not after it
     spec = load_arch(arch)

@@ -24,6 +24,7 @@ from rich.table import Table
 
 from picojoule.errors import ConfigError
 from picojoule.fsio import check_out_file, write_json
+from picojoule.options import check_options
 from picojoule.sparsity.costs import (
     Gemm,
     breakeven_density,
@@ -32,7 +33,7 @@ from picojoule.sparsity.costs import (
     scheme_cost,
 )
 from picojoule.sparsity.gpu_check import load_measurements, measure_2to4, render_gpu_table
-from picojoule.sparsity.layouts import Storage, storage
+from picojoule.sparsity.layouts import Storage, storage, value_bits
 from picojoule.sparsity.masks import nm_mask, unstructured_mask
 from picojoule.sparsity.permute_model import permute_channels_
 from picojoule.sparsity.report import render_table, report, to_dict
@@ -50,7 +51,19 @@ def _dims(text: str, count: int, what: str) -> tuple[int, ...]:
     if len(parts) != count or not all(p.isdigit() and int(p) > 0 for p in parts):
         example = "x".join(["64"] * count)
         raise ConfigError(f"{what} {text!r} must be {count} positive sizes like {example}")
-    return tuple(int(p) for p in parts)
+    dims = tuple(int(p) for p in parts)
+    if max(dims) > _MAX_DIM:
+        raise ConfigError(
+            f"--{what} {text!r}: a side of {max(dims):,} is over {_MAX_DIM:,} (no layer is that "
+            "large); give sizes like 4096"
+        )
+    return dims
+
+
+# 2^20 per side: 16x the largest LLM hidden size; past it a size is a typo (an extra digit).
+_MAX_DIM = 2**20
+# Random test matrices are materialized: 2^28 fp32 elements = 1 GiB.
+_MAX_ELEMENTS = 2**28
 
 
 @app.command("report")
@@ -66,10 +79,18 @@ def report_cmd(
     ] = None,
 ) -> None:
     """Prune the default digits CNN, fine-tune, and print the per-layer table with accuracy."""
+    from picojoule.formats import get as get_format
     from picojoule.models import digits
+    from picojoule.sparsity.recipe import parse_recipe
 
+    check_options(finetune_steps=finetune_steps, lr=lr)
+    get_format(dtype)  # an unknown name fails now, with suggestions, not after training
+    parse_recipe(recipe)
+    if measured is not None and not measured.is_file():
+        raise ConfigError(f"--measured {measured}: no such file; give sparsity_gpu.json")
     if json_out is not None:
         check_out_file(json_out, option="--json")  # before fine-tuning, not after it
+
     model, data = digits.load_default()
     dense_acc = digits.evaluate(model, data)
     sparse = copy.deepcopy(model)
@@ -108,7 +129,14 @@ def layouts(
     seed: int = 0,
 ) -> None:
     """Exact bytes of a random matrix in each compressed layout (N:M rows use their pattern)."""
+    check_options(density=density, seed=seed)
     rows, cols = _dims(shape, 2, "shape")
+    if rows * cols > _MAX_ELEMENTS:
+        raise ConfigError(
+            f"--shape {shape!r}: {rows * cols:,} elements is over {_MAX_ELEMENTS:,} (1 GiB of "
+            "fp32, built in memory); give a smaller matrix"
+        )
+    value_bits(dtype)  # an unknown format fails before the matrix is built
     w = torch.randn(rows, cols, generator=torch.Generator().manual_seed(seed))
     table = Table(title=f"{rows}x{cols} in {dtype}: bytes per layout")
     for col in ("layout", "density", "values B", "metadata B", "total B", "of dense"):
@@ -135,6 +163,7 @@ def costs(
     input_density: Annotated[float, typer.Option(help="activation density")] = 0.5,
 ) -> None:
     """Multiplies, fetches, metadata and energy per scheme, with break-even densities."""
+    check_options(density=density, input_density=input_density)
     m, k, n = _dims(gemm, 3, "gemm")
     g, e = Gemm(m=m, k=k, n=n), horowitz_45nm(dtype)
     dense = dense_cost(g, e)

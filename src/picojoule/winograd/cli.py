@@ -23,6 +23,7 @@ from rich.table import Table
 
 from picojoule.errors import ConfigError
 from picojoule.fsio import prepare_out_dir, write_json
+from picojoule.options import check_int_list, check_options
 from picojoule.winograd.conv import operand_formats
 from picojoule.winograd.cost import WinogradCost, winograd_cost
 from picojoule.winograd.plot import plot_errors
@@ -49,16 +50,6 @@ def _split(text: str, what: str) -> list[str]:
     if not items:
         raise ConfigError(f"--{what} is empty; give a comma-separated list")
     return items
-
-
-def _ints(text: str, what: str) -> list[int]:
-    try:
-        values = [int(t) for t in _split(text, what)]
-    except ValueError:
-        raise ConfigError(f"--{what} {text!r}: give comma-separated integers, e.g. 2,4,6") from None
-    if min(values) < 1:
-        raise ConfigError(f"--{what} {text!r}: values must be >= 1")
-    return values
 
 
 def _fmt_err(value: float) -> str:
@@ -184,14 +175,17 @@ def study(
     threads: Annotated[int, typer.Option(help="torch intra-op threads during the study")] = 1,
 ) -> None:
     """Error vs tile, point set and format; default-model accuracy; JSON + PNG in OUT."""
-    if threads < 1:
-        raise ConfigError(f"--threads {threads}: give 1 or more")
+    check_options(threads=threads, r=r, channels=channels, size=size, batch=batch, seed=seed)
+    if real or accuracy:
+        check_options(real_samples=real_samples)
+    if size < r:
+        raise ConfigError(f"--size {size} is smaller than the kernel --r {r}; give size >= r")
+    tile_list = check_int_list("tiles", tiles)
+    acc_tiles = check_int_list("accuracy-tiles", accuracy_tiles)
+    fmts, sets = _check_names(formats, point_sets)
     # The folder is checked (and created) before the sweep, and removed if the run fails.
     with _torch_threads(threads), prepare_out_dir(out, what="the study") as out_dir:
         started = time.perf_counter()
-        tile_list = _ints(tiles, "tiles")
-        acc_tiles = _ints(accuracy_tiles, "accuracy-tiles")
-        fmts, sets = _check_names(formats, point_sets)
         operands = [random_operands(batch=batch, channels=channels, size=size, r=r, seed=seed)]
         model = loader = None
         real_ops: list[ConvOperands] = []
@@ -265,6 +259,7 @@ def transforms(
     ] = None,
 ) -> None:
     """Print the exact AT, G, BT of F(m, r) and its 2-D accounting."""
+    check_options(m=m, r=r)
     pts = None if points is None else _split(points, "points")
     mats = cook_toom(m, r, pts)
     for label, mat in zip(("AT", "G", "BT"), mats, strict=True):
