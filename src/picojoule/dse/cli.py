@@ -29,6 +29,8 @@ from picojoule.dse.results import _APP_ID as RESULTS_APP_ID
 from picojoule.dse.results import DB_FILENAME, ResultsDB
 from picojoule.dse.runner import run_space
 from picojoule.dse.spacefile import find_space, load_space
+from picojoule.errors import ConfigError
+from picojoule.options import check_choice, check_options
 from picojoule.fsio import OutputPathError, check_cache_path, prepare_out_dir
 
 __all__ = ["app"]
@@ -103,6 +105,10 @@ def run(
     limit: Annotated[int, typer.Option(help="front rows to print")] = 20,
 ) -> None:
     """Evaluate a design space (resumable; results cached in SQLite)."""
+    check_options(workers=workers, limit=limit)
+    check_choice("backend", backend, ("local", "ray"))
+    if address is not None and backend != "ray":
+        raise ConfigError(f"--address {address!r} needs --backend ray; add it or drop --address")
     sp = load_space(find_space(space), catalog)
     workload = load_workload(sp.workload, sp.batch)
     evaluator = DesignEvaluator(preset=sp.preset, workload=workload, mapper=sp.mapper)
@@ -171,6 +177,7 @@ def show(
     limit: Annotated[int, typer.Option(help="front rows to print")] = 20,
 ) -> None:
     """Re-render tables, plots and JSON of a stored run, without evaluating anything."""
+    check_options(limit=limit)
     db_path = run_path / DB_FILENAME if run_path.is_dir() else run_path
     if not db_path.exists():
         raise StoreError(f"no results database at {db_path}; give a run directory or its .sqlite")
