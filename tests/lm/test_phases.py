@@ -112,3 +112,19 @@ def test_scenario_longer_than_the_model_is_refused() -> None:
     with pytest.raises(ConfigError, match="--prompt 300"):
         Phases(prompt=300, context=8, decode=8).check_positions(256)
     Phases(prompt=256, context=200, decode=56).check_positions(256)
+
+
+def test_kv_lever_shrinks_the_cache_operand_at_decode() -> None:
+    from picojoule.quant.kvcache import install_kv, parse_kv
+
+    ph = Phases(prompt=8, batch=1, context=120, decode=8)
+    plain = tiny_llama()
+    kv = tiny_llama()
+    install_kv(kv, parse_kv("int4"))
+    a, b = phase_counts(plain, ph), phase_counts(kv, ph)
+    qk = [c.layer for c in b["decode_first"] if c.name.endswith(".qk")]
+    assert qk and all(layer.weight_format == "int4/channel" for layer in qk)
+    assert all(layer.input_format == "fp32" for layer in qk)  # queries stay in the study float
+    ca, cb = phase_costs(a, "eyeriss", ph), phase_costs(b, "eyeriss", ph)
+    assert cb["decode"].kv_cache_pj < 0.5 * ca["decode"].kv_cache_pj
+    assert cb["decode"].weights_pj == pytest.approx(ca["decode"].weights_pj, rel=1e-6)

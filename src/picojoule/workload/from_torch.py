@@ -214,12 +214,12 @@ def _fold_shared_heads(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, 
 
 def matmul_layer(
     name: str, a: torch.Tensor, b: torch.Tensor, *, recipe: Any = None,
-    float_format: str = FLOAT_FORMAT,
+    float_format: str = FLOAT_FORMAT, right_format: str | None = None,
 ) -> Layer:  # fmt: skip
     """`a [..., M, C] @ b [..., C, K]`: rows in N, batch/heads in G (heads of `b` that repeat,
     as in grouped-query attention, folded into rows). Both operands are activations and take
-    one format: the recipe's `attn:`, else the input format it gives
-    `name`, else `float_format`."""
+    one format: the recipe's `attn:`, else the input format it gives `name`, else
+    `float_format` - but `right_format` (a `kv:` cache's format) for `b` when given."""
     if a.dim() < 2 or b.dim() < 2:
         raise ShapeError(f"{name}: matmul of vectors is not a layer; shapes {tuple(a.shape)}")
     a, b = _fold_shared_heads(a, b)
@@ -233,7 +233,7 @@ def matmul_layer(
         G=g,
         K=k,
         C=c,
-        weight_format=a_fmt,
+        weight_format=right_format or a_fmt,
         input_format=a_fmt,
         output_format=a_fmt,
         weight_density=_density(b),
@@ -243,7 +243,7 @@ def matmul_layer(
 
 def sdpa_layers(
     name: str, args: tuple, kwargs: dict, *, recipe: Any = None,
-    float_format: str = FLOAT_FORMAT, rounder: Any = None,
+    float_format: str = FLOAT_FORMAT, rounder: Any = None, right_format: str | None = None,
 ) -> tuple[Layer, Layer]:  # fmt: skip
     """The two matmuls of one `F.scaled_dot_product_attention(*args, **kwargs)` call:
     `name.qk` (Q K^T) and `name.av` (softmax(...) V). The attention matrix is rebuilt with the
@@ -262,10 +262,8 @@ def sdpa_layers(
     probs = torch.nan_to_num(torch.softmax(scores, dim=-1))  # fully masked rows are zeros
     if rounder is not None:
         probs = rounder.left(probs)
-    return (
-        matmul_layer(f"{name}.qk", q, kt, recipe=recipe, float_format=float_format),
-        matmul_layer(f"{name}.av", probs, v, recipe=recipe, float_format=float_format),
-    )
+    kw = {"recipe": recipe, "float_format": float_format, "right_format": right_format}
+    return matmul_layer(f"{name}.qk", q, kt, **kw), matmul_layer(f"{name}.av", probs, v, **kw)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -337,12 +335,16 @@ class _Products(TorchFunctionMode):
             if rounder is not None:
                 a, b = rounder.left(a), rounder.right(b)
             name = rec.unique(f"{prefix}matmul")
-            rec.add(matmul_layer(name, a, b, recipe=rec.recipe, float_format=fmt), None)
+            layer = matmul_layer(
+                name, a, b, recipe=rec.recipe, float_format=fmt, right_format=rec.kv_format
+            )
+            rec.add(layer, None)
         elif func is F.scaled_dot_product_attention:
             base = rec.unique(f"{prefix}sdpa")
             for layer in sdpa_layers(
-                base, args, kwargs, recipe=rec.recipe, float_format=fmt, rounder=rounder
-            ):
+                base, args, kwargs, recipe=rec.recipe, float_format=fmt, rounder=rounder,
+                right_format=rec.kv_format,
+            ):  # fmt: skip
                 rec.add(layer, None)
         elif func in (F.conv1d, F.conv2d) and isinstance(out, torch.Tensor):
             conv = _functional_conv(args, kwargs)
@@ -374,6 +376,12 @@ class _Recording:
         self.skipped: list[str] = []
         self.seen: dict[str, int] = {}
         self.quant = getattr(model, "product_quantizer", None)
+        from picojoule.quant.kvcache import kv_spec_of
+
+        # kv: stores keys and values in its format: attention's right operands (K^T, V) are
+        # read from the cache in it (a model's only functional products are attention's)
+        kv = kv_spec_of(model)
+        self.kv_format: str | None = kv.fmt.name if kv is not None else None
 
     def unique(self, base: str) -> str:
         k = self.seen.get(base, 0)
