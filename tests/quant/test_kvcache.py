@@ -185,3 +185,21 @@ def test_refused_on_models_without_a_cache_and_twice() -> None:
     install_kv(model, parse_kv("int4"))
     with pytest.raises(ConfigError, match="already has kv:int4"):
         install_kv(copy.deepcopy(model), parse_kv("int8"))
+
+
+def test_kv_through_quantize_and_the_recipe_string() -> None:
+    from picojoule.quant import parse_recipe, quantize_
+
+    cfg = parse_recipe("w:int8,kv:int2@kivi32")
+    assert cfg.kv == parse_kv("int2@kivi32") and str(cfg) == "w:int8,kv:int2@kivi32"
+    model = tiny_llama()
+    done = quantize_(model, "w:int8,kv:int4")
+    assert done[-1].name == "<kv cache>" and done[-1].action == "kv:int4"
+    only_kv = tiny_llama()
+    assert [r.action for r in quantize_(only_kv, "kv:e4m3")] == ["kv:e4m3"]
+    with pytest.raises(ConfigError, match="already kv:e4m3; recipes do not stack"):
+        quantize_(only_kv, "kv:int4")
+    with pytest.raises(ConfigError, match="keeps no KV cache"):
+        quantize_(torch.nn.Sequential(torch.nn.Linear(2, 2)), "w:int8,kv:int4")
+    with pytest.raises(ConfigError, match="recipe 'kv:int4@tok'.*granularity 'tok'"):
+        parse_recipe("kv:int4@tok")

@@ -131,12 +131,24 @@ def quantize_(
     if backend == "triton":
         from picojoule.gpu.modules import to_packed_
 
-        if cfg.activation is not None or cfg.attention is not None or cfg.weight is None:
-            raise ConfigError("backend='triton' runs weight-only recipes (w:...); drop a:/attn:")
+        if cfg.activation or cfg.attention or cfg.kv or cfg.weight is None:
+            raise ConfigError(
+                "backend='triton' runs weight-only recipes (w:...); drop a:/attn:/kv:"
+            )
         return to_packed_(model, cfg.weight.format)
     if backend != "emulate":
         raise ConfigError(f"unknown backend {backend!r}; use 'emulate' or 'triton'")
     names = [n for n, m in model.named_modules() if isinstance(m, SUPPORTED)]
+    if cfg.kv is not None and getattr(model, "kv_spec", None) is not None:
+        raise ConfigError(
+            f"quantize_: the KV cache is already {model.kv_spec.describe()}; recipes do not "
+            "stack - quantize a fresh float copy"
+        )
+    if cfg.kv is not None and cfg.weight is None and cfg.activation is None:
+        from picojoule.quant.kvcache import install_kv
+
+        install_kv(model, cfg.kv)  # kv: alone: no layer changes
+        return [_kv_record(model, cfg)]
     if not names:
         raise ConfigError(
             f"{type(model).__name__} has no layer picojoule can quantize "
@@ -152,10 +164,24 @@ def quantize_(
         )
     _refuse_requantize(model, cfg, filter_fn)
     _warn_hidden_layers(model)
+    if cfg.kv is not None:  # checked before any layer changes: refused on a model without one
+        from picojoule.quant.kvcache import check_kv_model
+
+        check_kv_model(model, cfg.kv)
     done = apply(model, cfg, filter_fn=filter_fn)
     if cfg.attention is not None:
         done.append(_quantize_products(model, cfg))
+    if cfg.kv is not None:
+        from picojoule.quant.kvcache import install_kv
+
+        install_kv(model, cfg.kv)
+        done.append(_kv_record(model, cfg))
     return done
+
+
+def _kv_record(model: nn.Module, cfg: QuantConfig) -> Applied:
+    assert cfg.kv is not None
+    return Applied(name="<kv cache>", kind="cache", action=cfg.kv.describe())
 
 
 def _refuse_requantize(

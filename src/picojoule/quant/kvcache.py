@@ -46,7 +46,15 @@ import torch.nn as nn
 
 from picojoule.errors import ConfigError, PicojouleError, nearest
 
-__all__ = ["KVSpec", "parse_kv", "round_kv", "install_kv", "kv_spec_of", "KV_GRANULARITIES"]
+__all__ = [
+    "KVSpec",
+    "parse_kv",
+    "round_kv",
+    "install_kv",
+    "check_kv_model",
+    "kv_spec_of",
+    "KV_GRANULARITIES",
+]
 
 Granularity = Literal["token", "channel", "head"]
 KV_GRANULARITIES = ("token", "channel", "head", "kivi")
@@ -202,19 +210,28 @@ def _inject(model: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
     return args, kwargs
 
 
-def install_kv(model: nn.Module, spec: KVSpec) -> None:
-    """Make every forward pass of `model` (a transformers causal LM) read a quantized KV cache."""
+def check_kv_model(model: nn.Module, spec: KVSpec) -> str:
+    """The keyword `model.forward` takes its cache by; `ConfigError` if it keeps none."""
     import inspect
 
-    params = inspect.signature(model.forward).parameters
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        params = {}
     name = next((n for n in _CACHE_KWARGS if n in params), None)
     if name is None or getattr(model, "config", None) is None:
         raise ConfigError(
-            f"kv:{spec.element}: {type(model).__name__} keeps no KV cache (no cache / "
+            f"{spec.describe()}: {type(model).__name__} keeps no KV cache (no cache / "
             "past_key_values argument); kv: applies to transformers causal language models"
         )
     if getattr(model, "kv_spec", None) is not None:
         raise ConfigError(f"{spec.describe()}: this model already has {model.kv_spec.describe()}")
+    return name
+
+
+def install_kv(model: nn.Module, spec: KVSpec) -> None:
+    """Make every forward pass of `model` (a transformers causal LM) read a quantized KV cache."""
+    name = check_kv_model(model, spec)
     model.kv_spec = spec
     model.kv_cache_kwarg = name
     model.register_forward_pre_hook(_inject, with_kwargs=True)

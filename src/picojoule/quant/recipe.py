@@ -6,12 +6,15 @@
     "w:int8,a:int8,cal:percentile99.9"  static activation scales from calibration
     "w:e4m3,round:stochastic"           stochastic rounding of weights
     "w:vsq4_v16_s4,a:vsq4_v16_s4,attn:e4m3"  and attention's QK^T / AV operands in FP8
+    "w:nvfp4,kv:e4m3"                   and a transformers model's KV cache stored in FP8
 
 Keys: `w` weight format, `a` activation format, `cal` activation calibration (`dynamic`
 default, `max`, `percentileP`, `mse`, `entropy`), `round` weight rounding
 (`nearest_even`, `stochastic`, `toward_zero`), `attn` the format of both operands of every
 matrix product the model calls as a function rather than a layer - attention's Q K^T and
-softmax V (`picojoule.quant.products`; dynamic scales; overrides match the calling module).
+softmax V (`picojoule.quant.products`; dynamic scales; overrides match the calling module),
+`kv` the format of the keys and values a transformers model stores in its KV cache
+(`kv:FMT[@token|channel|head|kivi][G]`, `picojoule.quant.kvcache`; model-wide).
 
 A bare element name gets the scaling practice uses: integers, LNS and floats of <= 8 bits are
 scaled per output channel (weights) or per tensor (activations); 16-bit and wider floats are
@@ -23,6 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from picojoule.errors import ConfigError, FormatError
 from picojoule.formats import (
@@ -34,10 +38,13 @@ from picojoule.formats import (
     get,
 )
 
+if TYPE_CHECKING:
+    from picojoule.quant.kvcache import KVSpec
+
 __all__ = ["TensorQuant", "QuantConfig", "parse_recipe", "resolve_format", "CALIBRATIONS"]
 
 CALIBRATIONS = ("dynamic", "max", "percentile", "mse", "entropy")
-_KEYS = ("w", "a", "cal", "round", "attn")
+_KEYS = ("w", "a", "cal", "round", "attn", "kv")
 _ROUNDINGS = ("nearest_even", "stochastic", "toward_zero")
 
 
@@ -65,6 +72,7 @@ class QuantConfig:
     weight: TensorQuant | None = None
     activation: TensorQuant | None = None
     attention: TensorQuant | None = None  # functional products (QK^T, AV)
+    kv: KVSpec | None = None  # the KV cache's storage format (picojoule.quant.kvcache)
     overrides: tuple[tuple[str, QuantConfig | None], ...] = field(default=())
     name: str = ""
 
@@ -86,6 +94,8 @@ class QuantConfig:
             parts.append(f"a:{self.activation.format}")
         if self.attention:
             parts.append(f"attn:{self.attention.format}")
+        if self.kv:
+            parts.append(self.kv.describe())
         return ",".join(parts) or "fp32"
 
 
@@ -155,11 +165,18 @@ def parse_recipe(
             if "attn" in fields:
                 attention = TensorQuant(format=fields["attn"])
                 attention.resolve("activation")
-        except FormatError as e:
+            kv = None
+            if "kv" in fields:
+                from picojoule.quant.kvcache import parse_kv
+
+                kv = parse_kv(fields["kv"])
+        except (FormatError, ConfigError) as e:
             raise ConfigError(f"recipe {recipe!r}: {e}") from None
         if "cal" in fields and activation is None:
             raise ConfigError(f"recipe {recipe!r}: cal: calibrates activations; add a:<format>")
-        base = QuantConfig(weight=weight, activation=activation, attention=attention, name=text)
+        base = QuantConfig(
+            weight=weight, activation=activation, attention=attention, kv=kv, name=text
+        )
     if overrides is None:
         return base
     if not isinstance(overrides, Mapping):
