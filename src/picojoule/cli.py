@@ -63,10 +63,30 @@ def idle_threads(default: int) -> int:
     return max(1, min(default, cores - round(busy)))
 
 
+def _lm_options(
+    text: Path | None, calib: Path | None, tokens: int | None, seq_len: int | None,
+    prompt: int | None, batch: int | None, context: int | None, decode: int | None,
+    quantize_lm_head: bool,
+) -> object | None:  # fmt: skip
+    """The language-model options as one `LMOptions` (None when none was given)."""
+    given = {k: v for k, v in (("text", text), ("calib", calib), ("tokens", tokens),
+             ("seq_len", seq_len)) if v is not None}  # fmt: skip
+    phase = {k: v for k, v in (("prompt", prompt), ("batch", batch), ("context", context),
+             ("decode", decode)) if v is not None}  # fmt: skip
+    if not given and not phase and not quantize_lm_head:
+        return None
+    from picojoule.lm.phases import Phases
+    from picojoule.lm.task import LMOptions
+
+    return LMOptions(**given, phases=Phases(**phase), quantize_lm_head=quantize_lm_head)
+
+
 @app.command()
 def study(
     model: str = typer.Option(
-        "digits", help="digits | minilm | st:DIR (your sentence-embedding model) | pkg.mod:build"
+        "digits",
+        help="digits | minilm | smollm2 | st:DIR (your sentence-embedding model) | hf:DIR "
+        "(your causal LM) | pkg.mod:build",
     ),
     data: str = typer.Option(None, help="package.module:loader (user models)"),
     metric: str = typer.Option(None, help="package.module:score (user models)"),
@@ -84,6 +104,17 @@ def study(
     ),
     threads: int = typer.Option(
         0, help="torch CPU threads (0: the cores other work leaves idle, sampled at start)"
+    ),
+    text: Path = typer.Option(None, help="LMs: evaluation text file (default: pydoc topics)"),
+    calib: Path = typer.Option(None, help="LMs: calibration/fine-tuning text file"),
+    tokens: int = typer.Option(None, help="LMs: tokens scored for perplexity [2048]"),
+    seq_len: int = typer.Option(None, help="LMs: evaluation window, tokens [512]"),
+    prompt: int = typer.Option(None, help="LMs: prefill prompt length P [512]"),
+    batch: int = typer.Option(None, help="LMs: decode batch B [1]"),
+    context: int = typer.Option(None, help="LMs: context L before decoding [1024]"),
+    decode: int = typer.Option(None, help="LMs: tokens decoded T [128]"),
+    quantize_lm_head: bool = typer.Option(
+        False, "--quantize-lm-head", help="LMs: quantize the LM head too (default: float)"
     ),
 ) -> None:
     """Run recipes on a model: accuracy, bits, energy, latency per recipe; write a report."""
@@ -107,7 +138,9 @@ def study(
         check_target(t)
     # Every input is checked before --out is created or a model is built: a typo costs seconds.
     recs = load_recipes(recipes)
-    make_task = task_factory(model, data, metric)
+    lm = _lm_options(text, calib, tokens, seq_len, prompt, batch, context, decode,
+                     quantize_lm_head)  # fmt: skip
+    make_task = task_factory(model, data, metric, lm=lm)
     db = None if no_cache else (cache or cache_dir() / "study.sqlite")
     if db is not None:
         check_cache(db)

@@ -26,6 +26,7 @@ while the energy itself is TDP x roofline time (`picojoule.study.targets`).
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +34,7 @@ import torch
 
 from picojoule.errors import ConfigError
 
-__all__ = ["Phases", "PhaseCost", "kv_cache_bytes", "phase_counts", "phase_costs"]
+__all__ = ["Phases", "PhaseCost", "kv_cache_bytes", "phase_counts", "phase_costs", "lm_costs"]
 
 PHASES = ("prefill", "decode")
 
@@ -155,15 +156,14 @@ def _split(rows: list[dict], counts: list) -> tuple[float, float, float]:
     return math, weights, kv
 
 
-def phase_costs(
-    counts: dict[str, list], target: str, phases: Phases, measured: dict | None = None
-) -> dict[str, PhaseCost]:
-    """Bill `phase_counts` on `target` (an accelerator preset / YAML or a GPU)."""
+def _bills(counts: dict[str, list], target: str, measured: dict | None) -> dict[str, dict]:
     from picojoule.study.targets import bill
 
-    pre = bill(counts["prefill"], target, measured)
-    first = bill(counts["decode_first"], target, measured)
-    last = bill(counts["decode_last"], target, measured)
+    return {k: bill(v, target, measured) for k, v in counts.items()}
+
+
+def _phase_costs(counts: dict[str, list], bills: dict[str, dict], phases: Phases):
+    pre, first, last = bills["prefill"], bills["decode_first"], bills["decode_last"]
     p = phases.prompt
     pm, pw, pk = _split(pre["layers_energy"], counts["prefill"])
     prefill = PhaseCost(
@@ -190,3 +190,72 @@ def phase_costs(
         kv_cache_pj=(f[2] + la[2]) / per_tok,
     )
     return {"prefill": prefill, "decode": decode}
+
+
+def phase_costs(
+    counts: dict[str, list], target: str, phases: Phases, measured: dict | None = None
+) -> dict[str, PhaseCost]:
+    """Bill `phase_counts` on `target` (an accelerator preset / YAML or a GPU)."""
+    return _phase_costs(counts, _bills(counts, target, measured), phases)
+
+
+def lm_costs(
+    model: Any, targets: Sequence[str], phases: Phases, measured: dict | None = None
+) -> dict[str, dict[str, Any]]:
+    """The study's bill of a causal LM on each target, for one request: prefill of P tokens,
+    then T decoded tokens of one of the B sequences decoding together.
+
+    `energy_pj` / `latency_s` / `sol_energy_pj` are the request's (prefill + T x decode per
+    token); `phases` holds each phase's `PhaseCost`; `layers_energy` the rows of the first
+    decode step; `kv_cache_bytes` the cache of the B sequences at L + T tokens in the `kv:`
+    format (FP32, the study's float, without one)."""
+    from picojoule.quant.kvcache import kv_spec_of
+    from picojoule.study.cost import STUDY_FLOAT
+
+    counts = phase_counts(model, phases)
+    kv = kv_spec_of(model)
+    head_dim = _attention_shape(model.config)[2]
+    bits = kv.bits_per_element(head_dim) if kv is not None else 32.0
+    kv_bytes = kv_cache_bytes(model.config, phases.context + phases.decode, phases.batch, bits)
+    macs = sum(c.macs for c in counts["prefill"])
+    out: dict[str, dict[str, Any]] = {}
+    for target in targets:
+        bills = _bills(counts, target, measured)
+        cost = _phase_costs(counts, bills, phases)
+        pre, dec, first = cost["prefill"], cost["decode"], bills["decode_first"]
+        t = phases.decode
+        energy = pre.energy_per_token_pj * phases.prompt + dec.energy_per_token_pj * t
+        sol = (
+            pre.energy_per_token_pj * phases.prompt / pre.sol_ratio
+            + dec.energy_per_token_pj * t / dec.sol_ratio
+            if pre.sol_ratio and dec.sol_ratio
+            else None
+        )
+        latency = phases.prompt / pre.tokens_per_s + t * phases.batch / dec.tokens_per_s
+        out[target] = {
+            "energy_pj": energy,
+            "sol_energy_pj": sol,
+            "sol_ratio": energy / sol if sol else None,
+            "latency_s": latency,
+            "utilization": None,
+            "macs": macs,
+            "mults": macs,
+            "layers_energy": first["layers_energy"],
+            "phases": {k: v.as_dict() for k, v in cost.items()},
+            "kv_cache_bytes": kv_bytes,
+            "kv_bits_per_element": bits,
+            "assumptions": [
+                f"one request: prefill of {phases.prompt} tokens, then {t} tokens decoded at "
+                f"batch {phases.batch} after {phases.context} tokens of context; energy and "
+                "latency are the request's (per sequence at decode), per-phase figures per token",
+                "decode: the mean of the steps at cache lengths L and L+T-1 (cost is linear in "
+                "the cache length); prefill computes the LM head for the last position only",
+                "energy split: math, weights (Linear layers' data movement) and KV cache "
+                "(attention products' data movement); grouped-query attention reads each "
+                "key/value head once",
+                f"KV cache: {kv.describe() if kv else STUDY_FLOAT}, {bits:g} bits per element "
+                "with scales; per-layer rows: the first decode step",
+                *first["assumptions"],
+            ],
+        }
+    return out

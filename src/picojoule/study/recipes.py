@@ -106,10 +106,10 @@ class Recipe:
                 cfg = parse_quant(self.quant)
             except PicojouleError as e:
                 raise ConfigError(f"recipe {self.name!r}: quant: {e}") from None
-            if cfg.weight is None and cfg.activation is None and cfg.attention is None:
+            if not (cfg.weight or cfg.activation or cfg.attention or cfg.kv):
                 raise ConfigError(
                     f"recipe {self.name!r}: quant {self.quant!r} quantizes nothing; leave quant "
-                    "out for a float baseline, or give w:/a:/attn: formats"
+                    "out for a float baseline, or give w:/a:/attn:/kv: formats"
                 )
         if self.sparsity:
             try:
@@ -190,6 +190,22 @@ _WINOGRAD = [
     _r("F(6,3)", winograd=6),
     _r("F(4,3)+fp16", winograd=4, quant="w:fp16,a:fp16"),
 ]
+# Causal LMs (`--model smollm2` / `hf:DIR`): weight-only formats the LLM tools ship, 4-bit
+# weights and activations, W4A8, and the KV cache - each costed at prefill and at decode.
+_LLM_SHOOTOUT = [
+    _r("fp32"),
+    _r("int8", quant="w:int8"),
+    _r("int4/channel", quant="w:int4/channel"),
+    _r("int4/g128", quant="w:int4/block128"),  # group-wise, one scale per 128 inputs
+    _r("mxfp4", quant="w:mxfp4"),
+    _r("nvfp4", quant="w:nvfp4"),
+    _r("vsq4", quant="w:vsq4_v16_s4"),
+    _r("nvfp4 w+a", quant="w:nvfp4,a:nvfp4"),
+    _r("vsq4 w+a", quant="w:vsq4_v16_s4,a:vsq4_v16_s4"),
+    _r("W4A8", quant="w:int4/block128,a:int8"),
+    _r("nvfp4+kv:e4m3", quant="w:nvfp4,kv:e4m3"),
+    _r("kv:int4 kivi", quant="kv:int4@kivi"),
+]
 # What `make demo` runs: every lever once, on the default model.
 _DEFAULT = [
     *_FORMATS,
@@ -206,6 +222,7 @@ PRESETS: dict[str, list[Recipe]] = {
     "4bit-shootout": _SHOOTOUT,
     "sparsity": _SPARSITY,
     "winograd": _WINOGRAD,
+    "llm-shootout": _LLM_SHOOTOUT,
 }
 
 

@@ -28,7 +28,7 @@ def on_front(study: StudyResult) -> set[str]:
     """Recipes on the accuracy-energy Pareto front: no other recipe is both cheaper and at
     least as accurate. The quick read of a study: every other recipe is dominated."""
     res = [r for r in study.results if r.cost.get("energy_pj")]
-    pts = [(r.cost["energy_pj"], r.metrics[study.primary_metric]) for r in res]
+    pts = [(r.cost["energy_pj"], study.score(r)) for r in res]  # oriented: higher is better
     return {res[i].recipe.name for i in _pareto(pts)}
 
 
@@ -39,6 +39,9 @@ def to_json(study: StudyResult) -> dict[str, Any]:
         "schema": REPORT_SCHEMA,
         "task": study.task,
         "primary_metric": study.primary_metric,
+        "higher_is_better": study.higher_is_better,
+        "delta_kind": "difference" if study.higher_is_better else "ratio",
+        "notes": list(study.notes),
         "metric_unit": study.unit,
         "target": study.target,
         "targets": list(study.targets),
@@ -82,6 +85,10 @@ def _where(study: StudyResult) -> str:
 
 
 def summary_table(study: StudyResult) -> Table:
+    from picojoule.study.report_lm import is_lm, lm_summary_table
+
+    if is_lm(study):
+        return lm_summary_table(study, on_front(study), _fmt_energy)
     m = study.primary_metric
     t = Table(title=f"picojoule study: {study.task} on {_where(study)}", title_justify="left")
     has_measured = any(r.cost.get("measured_energy_pj") for r in study.results)
@@ -104,12 +111,11 @@ def summary_table(study: StudyResult) -> Table:
         t.add_column(col, justify=just)  # type: ignore[arg-type]
     front = on_front(study)
     for r in study.results:
-        d = study.delta(r)
         bills = [cell for x in study.targets for cell in _bill_cells(r.costs[x])[:2]]
         t.add_row(
             r.recipe.name,
             f"{r.metrics[m]:.4g}",
-            "-" if r.recipe.is_baseline else f"{d:+.3g}",
+            study.delta_text(r),
             f"{r.bits_per_weight:.2f}",
             f"{r.model_bytes / 1024:.1f}",
             f"{r.cost.get('mults', 0):,}",
@@ -161,12 +167,13 @@ def _plots(study: StudyResult) -> dict[str, str]:
     if res:
         fig, ax = plt.subplots(figsize=(7, 4.2))
         pts = [(r.cost["energy_pj"], r.metrics[m]) for r in res]
+        oriented = [(e, study.score(r)) for (e, _), r in zip(pts, res, strict=True)]
         ax.scatter([p[0] for p in pts], [p[1] for p in pts], color="#3465a4", zorder=3)
         for r, (x, y) in zip(res, pts, strict=True):
             ax.annotate(
                 r.recipe.name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points"
             )
-        front = _pareto(pts)
+        front = _pareto(oriented)
         ax.plot(
             [pts[i][0] for i in front],
             [pts[i][1] for i in front],
@@ -178,8 +185,9 @@ def _plots(study: StudyResult) -> dict[str, str]:
             label="Pareto front",
         )
         ax.set_xscale("log")
-        ax.set_xlabel(f"energy per inference on {study.target} (pJ)")
-        ax.set_ylabel(m)
+        per = "request" if "phases" in res[0].cost else "inference"
+        ax.set_xlabel(f"energy per {per} on {study.target} (pJ)")
+        ax.set_ylabel(m + ("" if study.higher_is_better else " (lower is better)"))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         out["pareto"] = _png(fig)
@@ -232,6 +240,10 @@ def _plots(study: StudyResult) -> dict[str, str]:
         fig.colorbar(im, ax=ax, label="weight relative RMS error")
         ax.set_title("per-layer weight error")
         out["errors"] = _png(fig)
+    from picojoule.study.report_lm import phase_plot
+
+    if (phases := phase_plot(study, _png)) is not None:
+        out["phases"] = phases
     return out
 
 
@@ -262,7 +274,7 @@ def _recipe_rows(study: StudyResult) -> list[list[Any]]:
         c = r.cost
         rows.append([
             r.recipe.name, r.recipe.describe(), f"{r.metrics[m]:.4g}",
-            "-" if r.recipe.is_baseline else f"{study.delta(r):+.3g}",
+            study.delta_text(r),
             "yes" if r.recipe.name in front else "", f"{r.bits_per_weight:.2f}",
             f"{r.model_bytes:,}", f"{c.get('macs', 0):,}",
             f"{c.get('mults', 0):,}", _fmt_energy(c.get("energy_pj")),
@@ -315,10 +327,15 @@ def render_html(study: StudyResult) -> str:
             "measured GPU energy"]  # fmt: skip
     imgs = "".join(
         f'<h2>{title}</h2><img alt="{key}" src="{plots[key]}">'
-        for key, title in (("pareto", "Accuracy vs energy"), ("layers", "Energy per layer"),
-                           ("errors", "Error per layer"))
+        for key, title in (("pareto", f"{study.primary_metric} vs energy"),
+                           ("phases", "Where each phase's energy goes"),
+                           ("layers", "Energy per layer"), ("errors", "Error per layer"))
         if key in plots
     )  # fmt: skip
+    from picojoule.study.report_lm import is_lm, phase_section
+
+    phases = phase_section(study, _table) if is_lm(study) else ""
+    notes = "".join(f"<p class=note>{html.escape(n)}</p>" for n in study.notes)
     assumptions = ""
     for x in study.targets:
         first = study.results[0].costs[x] if study.results else {}
@@ -332,7 +349,8 @@ def render_html(study: StudyResult) -> str:
         f"<h1>picojoule study: {html.escape(study.task)} on {html.escape(_where(study))}</h1>"
         f"<p class=note>model version {study.model_version}; schema {REPORT_SCHEMA}; recipe "
         f"table, plots and Pareto front on {html.escape(study.target)}</p>"
-        f"<h2>Recipes</h2>{_table(_recipe_rows(study), head)}{_by_target(study)}{imgs}"
+        f"{notes}<h2>Recipes</h2>{_table(_recipe_rows(study), head)}{_by_target(study)}"
+        f"{phases}{imgs}"
         f"{_sparsity_section(study)}<h2>Assumptions and sources</h2>{assumptions}"
         "</body></html>"
     )

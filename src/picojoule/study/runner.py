@@ -32,7 +32,7 @@ RESULT_VERSION = 6  # bump when what a recipe result holds changes (invalidates 
 _RESULT_CODE = ("picojoule.formats", "picojoule.quant", "picojoule.sparsity", "picojoule.winograd",
                 "picojoule.workload", "picojoule.arch", "picojoule.mapping", "picojoule.energy",
                 "picojoule.models", "picojoule.study.runner", "picojoule.study.cost",
-                "picojoule.study.targets", "picojoule.study.tasks")  # fmt: skip
+                "picojoule.study.targets", "picojoule.study.tasks", "picojoule.lm")  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,6 +70,8 @@ class StudyResult:
     model_version: str
     results: list[RecipeResult]
     baseline: RecipeResult | None = field(default=None)
+    higher_is_better: bool = True  # False for perplexity: deltas become ratios
+    notes: tuple[str, ...] = ()  # what the task says about its model and data (report)
 
     @property
     def target(self) -> str:
@@ -77,9 +79,25 @@ class StudyResult:
         return self.targets[0]
 
     def delta(self, r: RecipeResult) -> float:
+        """Change of the primary metric vs the baseline: a difference where higher is better
+        (accuracy points), a ratio where lower is (perplexity x1.05)."""
         if self.baseline is None:
             return float("nan")
-        return r.metrics[self.primary_metric] - self.baseline.metrics[self.primary_metric]
+        m, base = r.metrics[self.primary_metric], self.baseline.metrics[self.primary_metric]
+        if self.higher_is_better:
+            return m - base
+        return m / base if base else float("nan")
+
+    def delta_text(self, r: RecipeResult) -> str:
+        if r.recipe.is_baseline:
+            return "-"
+        d = self.delta(r)
+        return f"{d:+.3g}" if self.higher_is_better else f"x{d:.4g}"
+
+    def score(self, r: RecipeResult) -> float:
+        """The primary metric oriented so that higher is better (Pareto fronts)."""
+        m = r.metrics[self.primary_metric]
+        return m if self.higher_is_better else -m
 
 
 def apply_recipe(model: nn.Module, recipe: Recipe, task: Task) -> dict[str, list[str]]:
@@ -98,7 +116,7 @@ def apply_recipe(model: nn.Module, recipe: Recipe, task: Task) -> dict[str, list
     if recipe.quant:
         from picojoule.quant import calibrate, quantize_
 
-        recs = quantize_(model, recipe.quant)
+        recs = quantize_(model, recipe.quant, overrides=getattr(task, "quant_overrides", None))
         done["quant"] = _summarise(recs, recipe, "quant")
         calibrate(model, task.calibration_batches(4))
     if recipe.finetune_steps:
@@ -207,7 +225,13 @@ def _evaluate_recipe(
     sp_rows = sparsity_report(
         model, example_input=example if isinstance(example, torch.Tensor) else None
     )
-    costs = recipe_costs(model, example, targets, measured)
+    phases = getattr(task, "phases", None)
+    if phases is not None:  # a causal LM: prefill and decode, per token and per request
+        from picojoule.lm.phases import lm_costs
+
+        costs = lm_costs(model, targets, phases, measured)
+    else:
+        costs = recipe_costs(model, example, targets, measured)
     return RecipeResult(
         recipe=recipe,
         metrics=metrics,
@@ -307,4 +331,6 @@ def run(
         model_version=version,
         results=results,
         baseline=baseline,
+        higher_is_better=getattr(task, "higher_is_better", True),
+        notes=tuple(getattr(task, "notes", ())),
     )

@@ -285,7 +285,11 @@ _BUILT_IN = ("digits", "digits-cnn", "minilm")
 
 
 def task_factory(
-    model: str = "digits", data: str | None = None, metric: str | None = None
+    model: str = "digits",
+    data: str | None = None,
+    metric: str | None = None,
+    *,
+    lm: Any = None,
 ) -> Callable[[], Task]:
     """Check the `--model/--data/--metric` specs (syntax, directories, imports and callables)
     without building anything; returns what builds the task. The CLI checks every input this
@@ -295,13 +299,26 @@ def task_factory(
             not isinstance(spec, str) or not spec.strip()
         ):
             raise ConfigError(f"--{what} is empty; give 'package.module:function'")
-    if model in _BUILT_IN or model.startswith("st:"):
+    is_lm = model == "smollm2" or model.startswith("hf:")
+    if model in _BUILT_IN or model.startswith("st:") or is_lm:
         extra = [f"--{w}" for w, v in (("data", data), ("metric", metric)) if v]
         if extra:
             raise ConfigError(
                 f"{' and '.join(extra)} only go with a user model (--model pkg.module:build); "
                 f"{model} brings its own data and metric"
             )
+    if lm is not None and not is_lm:
+        raise ConfigError(
+            f"--text/--calib/--tokens/--seq-len/--prompt/--batch/--context/--decode and "
+            f"--quantize-lm-head go with a language model (--model smollm2 or hf:DIR), not "
+            f"{model}"
+        )
+    if is_lm:
+        from picojoule.lm.task import LMOptions, LMStudyTask, check_lm_spec
+
+        opts = lm if lm is not None else LMOptions()
+        check_lm_spec(model, opts)
+        return lambda: LMStudyTask(model, opts)
     if model in ("digits", "digits-cnn"):
         return DigitsTask
     if model == "minilm":
@@ -318,9 +335,10 @@ def task_factory(
         return lambda: MiniLMStudyTask(path)
     if ":" not in model:
         raise ConfigError(
-            f"--model {model!r}: use 'digits', 'minilm', 'st:DIR' (your sentence-embedding "
-            f"model) or 'package.module:build' (with --data and --metric); did you mean "
-            f"{nearest(model, _BUILT_IN)}?"
+            f"--model {model!r}: use 'digits', 'minilm', 'smollm2', 'st:DIR' (your sentence-"
+            "embedding model), 'hf:DIR' (your causal language model) or "
+            f"'package.module:build' (with --data and --metric); did you mean "
+            f"{nearest(model, (*_BUILT_IN, 'smollm2'))}?"
         )
     if not data or not metric:
         raise ConfigError(

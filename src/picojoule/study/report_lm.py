@@ -1,0 +1,127 @@
+"""The parts of a study report that only causal language models have: prefill and decode per
+token on every target, where each phase's energy goes (weights, KV cache, math), and the KV
+cache's size per recipe. Used by `picojoule.study.report` when the bills carry `phases`."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from rich.table import Table
+
+from picojoule.study.runner import StudyResult
+
+__all__ = ["is_lm", "lm_summary_table", "phase_section", "phase_plot"]
+
+_MIB = 1 << 20
+
+
+def is_lm(study: StudyResult) -> bool:
+    return any("phases" in r.cost for r in study.results)
+
+
+def _uj(pj: float | None) -> str:
+    return "-" if pj is None else f"{pj / 1e6:.4g}"
+
+
+def _sol(x: float | None) -> str:
+    return f"{x:.2f}x" if isinstance(x, int | float) else "-"
+
+
+def lm_summary_table(study: StudyResult, front: set[str], energy_text) -> Table:
+    """Terminal table: perplexity, top-1, bytes, and per target the request's energy, the
+    decode energy per token and decode tokens/s."""
+    several = len(study.targets) > 1
+    t = Table(title=f"picojoule study: {study.task} on {', '.join(study.targets)}",
+              title_justify="left")  # fmt: skip
+    cols = ["recipe", study.primary_metric, "ratio", "top-1 %", "bits/w", "weights MiB", "KV MiB"]
+    for x in study.targets:
+        sfx = f" {x}" if several else ""
+        cols += [f"energy/req{sfx}", f"decode uJ/tok{sfx}", f"decode tok/s{sfx}", f"vs SOL{sfx}"]
+    cols.append("front")
+    for c in cols:
+        t.add_column(c, justify="left" if c == "recipe" else "right")
+    for r in study.results:
+        row = [
+            r.recipe.name,
+            f"{r.metrics[study.primary_metric]:.4g}",
+            study.delta_text(r),
+            f"{r.metrics.get('top1', float('nan')):.3g}",
+            f"{r.bits_per_weight:.2f}",
+            f"{r.model_bytes / _MIB:.1f}",
+            f"{r.cost.get('kv_cache_bytes', 0) / _MIB:.1f}",
+        ]
+        for x in study.targets:
+            c = r.costs[x]
+            dec = c["phases"]["decode"]
+            row += [energy_text(c.get("energy_pj")), _uj(dec["energy_per_token_pj"]),
+                    f"{dec['tokens_per_s']:.4g}", _sol(c.get("sol_ratio"))]  # fmt: skip
+        row.append("*" if r.recipe.name in front else "")
+        t.add_row(*row)
+    ph = next(iter(study.results)).cost["phases"] if study.results else None
+    scenario = study.results[0].cost["assumptions"][0] if ph else ""
+    t.caption = (
+        f"ratio = {study.primary_metric} / the FP32 baseline's (lower is better); energy/req: "
+        f"{scenario}; KV MiB at the end of decoding; front * = no recipe is both cheaper"
+        + (f" on {study.target}" if several else "")
+        + f" and at least as good in {study.primary_metric}"
+    )
+    return t
+
+
+def _phase_rows(study: StudyResult, target: str) -> list[list[Any]]:
+    rows = []
+    for r in study.results:
+        c = r.costs[target]
+        p, d = c["phases"]["prefill"], c["phases"]["decode"]
+        rows.append([
+            r.recipe.name,
+            _uj(p["energy_per_token_pj"]), f"{p['tokens_per_s']:.4g}", _sol(p["sol_ratio"]),
+            _uj(d["energy_per_token_pj"]), f"{d['tokens_per_s']:.4g}", _sol(d["sol_ratio"]),
+            _uj(d["weights_pj"]), _uj(d["kv_cache_pj"]), _uj(d["math_pj"]),
+            f"{c.get('kv_cache_bytes', 0) / _MIB:.2f}", f"{c.get('kv_bits_per_element', 32):g}",
+        ])  # fmt: skip
+    return rows
+
+
+def phase_section(study: StudyResult, table) -> str:
+    """HTML: per target, prefill and decode per token with their distance to the speed of
+    light, the decode energy split, and the KV cache size per recipe."""
+    head = ["recipe", "prefill uJ/tok", "prefill tok/s", "prefill vs SOL", "decode uJ/tok",
+            "decode tok/s", "decode vs SOL", "decode: weights uJ", "decode: KV cache uJ",
+            "decode: math uJ", "KV cache MiB", "KV bits/elem"]  # fmt: skip
+    out = ["<h2>Prefill and decode</h2>"]
+    first = study.results[0].cost if study.results else {}
+    out.append("<p class=note>" + html.escape("; ".join(first.get("assumptions", [])[:4])) + "</p>")
+    for x in study.targets:
+        if len(study.targets) > 1:
+            out.append(f"<h3>{html.escape(x)}</h3>")
+        out.append(table(_phase_rows(study, x), head))
+    return "".join(out)
+
+
+def phase_plot(study: StudyResult, png) -> str | None:
+    """Stacked bars per recipe on the first target: energy per token at prefill and at decode,
+    split into weights, KV cache and math (two panels: decode is often 10-50x prefill)."""
+    import matplotlib.pyplot as plt
+
+    res = [r for r in study.results if "phases" in r.cost]
+    if not res:
+        return None
+    names = [r.recipe.name for r in res]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    parts = (("weights_pj", "weights", "#3465a4"), ("kv_cache_pj", "KV cache", "#f57900"),
+             ("math_pj", "math", "#4e9a06"))  # fmt: skip
+    for ax, phase in zip(axes, ("prefill", "decode"), strict=True):
+        bottom = [0.0] * len(res)
+        for key, label, color in parts:
+            vals = [r.cost["phases"][phase][key] / 1e6 for r in res]
+            ax.bar(names, vals, bottom=bottom, label=label, color=color)
+            bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
+        ax.set_title(f"{phase}: energy per token on {study.target}")
+        ax.set_ylabel("uJ per token")
+        ax.tick_params(axis="x", rotation=60, labelsize=7)
+        ax.grid(axis="y", alpha=0.3)
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    return png(fig)
