@@ -88,7 +88,7 @@ def summary_table(study: StudyResult) -> Table:
     from picojoule.study.report_lm import is_lm, lm_summary_table
 
     if is_lm(study):
-        return lm_summary_table(study, on_front(study), _fmt_energy)
+        return lm_summary_table(study, on_front(study))
     m = study.primary_metric
     t = Table(title=f"picojoule study: {study.task} on {_where(study)}", title_justify="left")
     has_measured = any(r.cost.get("measured_energy_pj") for r in study.results)

@@ -24,23 +24,30 @@ def _uj(pj: float | None) -> str:
     return "-" if pj is None else f"{pj / 1e6:.4g}"
 
 
+def _num(v: float) -> str:
+    """3 significant digits without an exponent: 10,148 / 7.06 / 0.0123."""
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
+
+
 def _sol(x: float | None) -> str:
     return f"{x:.2f}x" if isinstance(x, int | float) else "-"
 
 
-def lm_summary_table(study: StudyResult, front: set[str], energy_text) -> Table:
-    """Terminal table: perplexity, top-1, bytes, and per target the request's energy, the
-    decode energy per token and decode tokens/s."""
-    several = len(study.targets) > 1
-    t = Table(title=f"picojoule study: {study.task} on {', '.join(study.targets)}",
-              title_justify="left")  # fmt: skip
-    cols = ["recipe", study.primary_metric, "ratio", "top-1 %", "bits/w", "weights MiB", "KV MiB"]
+def lm_summary_table(study: StudyResult, front: set[str]) -> Table:
+    """Terminal table: perplexity, top-1, bytes, and per target the request's energy (mJ)
+    and decode tokens/s. The per-phase detail is in the HTML (`phase_section`)."""
+    from rich.markup import escape
+
+    title = f"picojoule study: {study.task} on {', '.join(study.targets)}"
+    t = Table(title=escape(title), title_justify="left")
+    metric = "ppl" if study.primary_metric == "perplexity" else study.primary_metric
+    cols = [metric, "ratio", "top-1 %", "bits/w", "weight MiB", "KV MiB"]
     for x in study.targets:
-        sfx = f" {x}" if several else ""
-        cols += [f"energy/req{sfx}", f"decode uJ/tok{sfx}", f"decode tok/s{sfx}", f"vs SOL{sfx}"]
-    cols.append("front")
+        cols += [f"{x} mJ/req", f"{x} tok/s"]
+    t.add_column("recipe", no_wrap=True)
     for c in cols:
-        t.add_column(c, justify="left" if c == "recipe" else "right")
+        t.add_column(c, justify="right")
+    t.add_column("front", justify="center")
     for r in study.results:
         row = [
             r.recipe.name,
@@ -53,18 +60,17 @@ def lm_summary_table(study: StudyResult, front: set[str], energy_text) -> Table:
         ]
         for x in study.targets:
             c = r.costs[x]
-            dec = c["phases"]["decode"]
-            row += [energy_text(c.get("energy_pj")), _uj(dec["energy_per_token_pj"]),
-                    f"{dec['tokens_per_s']:.4g}", _sol(c.get("sol_ratio"))]  # fmt: skip
+            row += [_num(c["energy_pj"] / 1e9), _num(c["phases"]["decode"]["tokens_per_s"])]
         row.append("*" if r.recipe.name in front else "")
         t.add_row(*row)
-    ph = next(iter(study.results)).cost["phases"] if study.results else None
-    scenario = study.results[0].cost["assumptions"][0] if ph else ""
+    scenario = study.results[0].cost["assumptions"][0] if study.results else ""
     t.caption = (
-        f"ratio = {study.primary_metric} / the FP32 baseline's (lower is better); energy/req: "
-        f"{scenario}; KV MiB at the end of decoding; front * = no recipe is both cheaper"
-        + (f" on {study.target}" if several else "")
-        + f" and at least as good in {study.primary_metric}"
+        f"ratio = {study.primary_metric} / the FP32 baseline's (lower is better); mJ/req = "
+        f"{scenario.removeprefix('one request: ')}; tok/s = decode tokens per second; bits/w "
+        "and weight MiB count every Linear (a float LM head too); KV MiB at the end of "
+        "decoding; front * = no recipe is both cheaper"
+        + (f" on {study.target}" if len(study.targets) > 1 else "")
+        + f" and lower in {study.primary_metric}; per-phase detail in report.html"
     )
     return t
 
@@ -110,8 +116,11 @@ def phase_plot(study: StudyResult, png) -> str | None:
         return None
     names = [r.recipe.name for r in res]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    parts = (("weights_pj", "weights", "#3465a4"), ("kv_cache_pj", "KV cache", "#f57900"),
-             ("math_pj", "math", "#4e9a06"))  # fmt: skip
+    parts = (
+        ("weights_pj", "weights", "#3465a4"),
+        ("kv_cache_pj", "attention data (KV cache)", "#f57900"),
+        ("math_pj", "math", "#4e9a06"),
+    )
     for ax, phase in zip(axes, ("prefill", "decode"), strict=True):
         bottom = [0.0] * len(res)
         for key, label, color in parts:
