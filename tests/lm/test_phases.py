@@ -128,3 +128,22 @@ def test_kv_lever_shrinks_the_cache_operand_at_decode() -> None:
     ca, cb = phase_costs(a, "eyeriss", ph), phase_costs(b, "eyeriss", ph)
     assert cb["decode"].kv_cache_pj < 0.5 * ca["decode"].kv_cache_pj
     assert cb["decode"].weights_pj == pytest.approx(ca["decode"].weights_pj, rel=1e-6)
+
+
+def test_gpt2_every_projection_and_the_tied_head_are_counted() -> None:
+    """GPT-2's Conv1D projections are exposed as Linear layers first (as the study does), so
+    the recorded prefill MACs equal the architecture's arithmetic."""
+    from picojoule.quant import expose_layers_
+
+    E, NH, NLY, VOC, P = 32, 4, 2, 120, 12
+    cfg = transformers.GPT2Config(vocab_size=VOC, n_embd=E, n_layer=NLY, n_head=NH, n_positions=64)
+    torch.manual_seed(0)
+    model = transformers.GPT2LMHeadModel(cfg).eval()
+    expose_layers_(model)
+    counts = phase_counts(model, Phases(prompt=P, batch=1, context=16, decode=2))
+    per_layer = P * (E * 3 * E + E * E + E * 4 * E + 4 * E * E)  # c_attn, c_proj, c_fc, mlp proj
+    attn = NLY * 2 * NH * P * P * (E // NH)
+    assert sum(c.macs for c in counts["prefill"]) == NLY * per_layer + attn + E * VOC
+    decode = counts["decode_first"]
+    kv = [c.layer for c in decode if c.name.endswith(".qk")]
+    assert len(kv) == NLY and all(k.weight_elems == NH * (E // NH) * 17 for k in kv)

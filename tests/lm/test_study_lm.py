@@ -148,3 +148,20 @@ def _kv_recipes(tmp_path: Path) -> Path:
     p = tmp_path / "kv.yaml"
     p.write_text('- {name: kv, quant: "kv:int4"}\n')
     return p
+
+
+@pytest.mark.slow
+def test_smollm2_study_runs_offline(tmp_path: Path) -> None:
+    """The shipped model end to end, kept small: two recipes, 64 scored tokens."""
+    recipes = tmp_path / "r.yaml"
+    recipes.write_text('- {name: fp32}\n- {name: kv int4, quant: "kv:int4@kivi"}\n')
+    out = tmp_path / "report"
+    code, output = _main("study", "--model", "smollm2", "--recipes", str(recipes), "--out",
+                         str(out), "--tokens", "64", "--seq-len", "64", "--prompt", "32",
+                         "--context", "64", "--decode", "4", "--no-cache")  # fmt: skip
+    assert code == 0, output
+    data = json.loads((out / "report.json").read_text())
+    assert "Q4_1" in " ".join(data["notes"])
+    base, kv = data["recipes"]
+    assert 2 < base["metrics"]["perplexity"] < 100
+    assert kv["costs"]["eyeriss"]["kv_cache_bytes"] < base["costs"]["eyeriss"]["kv_cache_bytes"] / 5
