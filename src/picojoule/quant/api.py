@@ -128,6 +128,12 @@ def quantize_(
     if not isinstance(backend, str):
         raise ConfigError(f"quantize_: backend must be 'emulate' or 'triton', not {backend!r}")
     cfg = parse_recipe(recipe, overrides)
+    if cfg.wcal != "rtn" or cfg.smooth is not None or cfg.rotate is not None:
+        raise ConfigError(
+            f"quantize_: {cfg}: wcal:/smooth:/rotate: need calibration data; run the recipe "
+            "with picojoule.quant.algorithms.apply_algorithms_(model, recipe, batches) (what "
+            "`picojoule study` does)"
+        )
     if backend == "triton":
         from picojoule.gpu.modules import to_packed_
 

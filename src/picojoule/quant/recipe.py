@@ -44,7 +44,8 @@ if TYPE_CHECKING:
 __all__ = ["TensorQuant", "QuantConfig", "parse_recipe", "resolve_format", "CALIBRATIONS"]
 
 CALIBRATIONS = ("dynamic", "max", "percentile", "mse", "entropy")
-_KEYS = ("w", "a", "cal", "round", "attn", "kv")
+_KEYS = ("w", "a", "cal", "round", "attn", "kv", "wcal", "smooth", "rotate")
+WEIGHT_CALIBRATIONS = ("rtn", "gptq", "awq")
 _ROUNDINGS = ("nearest_even", "stochastic", "toward_zero")
 
 
@@ -73,6 +74,10 @@ class QuantConfig:
     activation: TensorQuant | None = None
     attention: TensorQuant | None = None  # functional products (QK^T, AV)
     kv: KVSpec | None = None  # the KV cache's storage format (picojoule.quant.kvcache)
+    # Algorithms run by the study before/after rounding (calibration data needed):
+    wcal: str = "rtn"  # weight rounding: rtn | gptq | awq (picojoule.quant.gptq / awq)
+    smooth: float | None = None  # SmoothQuant migration strength alpha (picojoule.quant.smooth)
+    rotate: str | None = None  # "hadamard" or "block<N>" (picojoule.quant.rotate)
     overrides: tuple[tuple[str, QuantConfig | None], ...] = field(default=())
     name: str = ""
 
@@ -96,6 +101,12 @@ class QuantConfig:
             parts.append(f"attn:{self.attention.format}")
         if self.kv:
             parts.append(self.kv.describe())
+        if self.wcal != "rtn":
+            parts.append(f"wcal:{self.wcal}")
+        if self.smooth is not None:
+            parts.append(f"smooth:{self.smooth:g}")
+        if self.rotate:
+            parts.append(f"rotate:{self.rotate}")
         return ",".join(parts) or "fp32"
 
 
@@ -124,6 +135,32 @@ def _parse_cal(value: str) -> tuple[str, float]:
             raise ConfigError(f"cal:{value}: the percentile must be in (0, 100]")
         return "percentile", p
     raise ConfigError(f"cal:{value}: unknown calibration; use one of {', '.join(CALIBRATIONS)}")
+
+
+def _parse_smooth(value: str, recipe: str) -> float:
+    try:
+        alpha = float(value)
+    except ValueError:
+        alpha = float("nan")
+    if not 0.0 <= alpha <= 1.0:  # NaN fails too
+        raise ConfigError(
+            f"recipe {recipe!r}: smooth:{value}: give SmoothQuant's alpha in [0, 1], e.g. "
+            "smooth:0.5"
+        )
+    return alpha
+
+
+def _parse_rotate(value: str, recipe: str) -> str:
+    if value == "hadamard":
+        return value
+    if m := re.fullmatch(r"block(\d+)", value):
+        n = int(m[1])
+        if n >= 2 and n & (n - 1) == 0 and n <= 4096:
+            return value
+    raise ConfigError(
+        f"recipe {recipe!r}: rotate:{value}: use rotate:hadamard or rotate:block<N> with N a "
+        "power of two from 2 to 4096 (the format's block: block16 for NVFP4, block32 for MXFP4)"
+    )
 
 
 def parse_recipe(
@@ -172,11 +209,22 @@ def parse_recipe(
                 kv = parse_kv(fields["kv"])
         except (FormatError, ConfigError) as e:
             raise ConfigError(f"recipe {recipe!r}: {e}") from None
+        wcal = fields.get("wcal", "rtn")
+        if wcal not in WEIGHT_CALIBRATIONS:
+            raise ConfigError(
+                f"recipe {recipe!r}: wcal:{wcal} unknown; use one of "
+                f"{', '.join(WEIGHT_CALIBRATIONS)}"
+            )
+        if wcal != "rtn" and weight is None:
+            raise ConfigError(f"recipe {recipe!r}: wcal:{wcal} rounds weights; add w:<format>")
+        smooth = _parse_smooth(fields["smooth"], recipe) if "smooth" in fields else None
+        rotate = _parse_rotate(fields["rotate"], recipe) if "rotate" in fields else None
         if "cal" in fields and activation is None:
             raise ConfigError(f"recipe {recipe!r}: cal: calibrates activations; add a:<format>")
         base = QuantConfig(
-            weight=weight, activation=activation, attention=attention, kv=kv, name=text
-        )
+            weight=weight, activation=activation, attention=attention, kv=kv, wcal=wcal,
+            smooth=smooth, rotate=rotate, name=text,
+        )  # fmt: skip
     if overrides is None:
         return base
     if not isinstance(overrides, Mapping):
