@@ -30,8 +30,8 @@ from picojoule.dse.results import DB_FILENAME, ResultsDB
 from picojoule.dse.runner import run_space
 from picojoule.dse.spacefile import find_space, load_space
 from picojoule.errors import ConfigError
-from picojoule.options import check_choice, check_options
 from picojoule.fsio import OutputPathError, check_cache_path, prepare_out_dir
+from picojoule.options import check_choice, check_options
 
 __all__ = ["app"]
 
