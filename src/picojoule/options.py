@@ -106,10 +106,9 @@ def check_choice(option: str, value: str, choices: Iterable[str]) -> str:
     """`value` if it is one of `choices`; else a ConfigError with the closest names."""
     allowed = list(choices)
     if value not in allowed:
-        raise ConfigError(
-            f"--{option} {value!r}: unknown; choose one of {', '.join(allowed)} "
-            f"(did you mean: {nearest(value, allowed)})"
-        )
+        close = nearest(value, allowed)
+        hint = "" if close == "none close" else f" (did you mean: {close}?)"
+        raise ConfigError(f"--{option} {value!r}: unknown; use one of {', '.join(allowed)}{hint}")
     return value
 
 
