@@ -41,7 +41,7 @@ def test_grid_run_stores_every_design_once(tmp_path: Path, tiny_workload: Worklo
         _ev(tiny_workload),
         out=tmp_path,
         workers=1,
-        progress=lambda d, t: seen.append((d, t)),
+        progress=lambda p: seen.append((p.done, p.planned)),
     )
     assert (s.points, s.evaluated, s.reused, s.failed) == (4, 4, 0, 0)
     assert seen[-1] == (4, 4)

@@ -12,22 +12,23 @@ re-renders those from the database alone - nothing is re-evaluated.
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from picojoule.dse.errors import InfeasibleError, StoreError
 from picojoule.dse.evaluate import DesignEvaluator, load_workload
 from picojoule.dse.params import catalog
+from picojoule.dse.progress import ProgressView
 from picojoule.dse.report import RunReport, build_report, front_table, write_outputs
 from picojoule.dse.results import _APP_ID as RESULTS_APP_ID
 from picojoule.dse.results import DB_FILENAME, ResultsDB
-from picojoule.dse.runner import run_space
+from picojoule.dse.runner import RunInterrupted, run_space
 from picojoule.dse.spacefile import find_space, load_space
 from picojoule.errors import ConfigError
 from picojoule.fsio import OutputPathError, check_cache_path, prepare_out_dir
@@ -123,21 +124,10 @@ def run(
         f"({len(workload.layers)} layers), {sp.size:,} designs, search {sp.search.method}, "
         f"backend {backend}"
     )
-    columns = (
-        TextColumn("evaluating"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
     with (
         prepare_out_dir(out_dir, what="the run") as out_dir,  # removed if nothing got written
-        Progress(*columns, console=console, transient=True) as progress,
+        ProgressView() as progress,  # on stderr: live bar on a terminal, a line per 10 s else
     ):
-        task = progress.add_task("designs", total=None)
-
-        def tick(done: int, planned: int) -> None:
-            progress.update(task, completed=done, total=planned)
-
         try:
             summary = run_space(
                 sp,
@@ -147,8 +137,11 @@ def run(
                 workers=workers,
                 address=address,
                 resume=resume,
-                progress=tick,
+                progress=progress,
             )
+        except KeyboardInterrupt as e:  # SIGINT or SIGTERM: finished points are committed
+            progress.stop()
+            _interrupted(e, space, out_dir, backend, workers, address)
         except InfeasibleError:
             # Budgets nobody met: still render what was stored, then report the error.
             if (out_dir / DB_FILENAME).exists():
@@ -161,6 +154,34 @@ def run(
         f"in {summary.db_path}"
     )
     _render(summary.db_path, sp.name, out_dir, limit)
+
+
+def _interrupted(
+    e: KeyboardInterrupt,
+    space: str,
+    out_dir: Path,
+    backend: str,
+    workers: int | None,
+    address: str | None,
+) -> NoReturn:
+    """Say what was kept and the command that resumes; exit 130 (SIGINT) or 143 (SIGTERM)."""
+    from picojoule.interrupt import exit_code
+
+    kept = f"{e.summary.points} points kept" if isinstance(e, RunInterrupted) else "stopped"
+    again = ["picojoule", "dse", "run", space, "--out", str(out_dir), "--resume"]
+    if backend != "local":
+        again += ["--backend", backend]
+    if address is not None:
+        again += ["--address", address]
+    if workers is not None:
+        again += ["--workers", str(workers)]
+    Console(stderr=True).print(
+        f"[yellow]interrupted[/]: {kept} in {out_dir / DB_FILENAME}; resume with: "
+        + shlex.join(again),
+        highlight=False,
+        soft_wrap=True,
+    )
+    raise typer.Exit(exit_code(e))
 
 
 @app.command()

@@ -1,16 +1,22 @@
 """The DSE results database: runs, and evaluated designs keyed by (design, workload, model).
 
-Public: `RunInfo`, `Point`, `ResultsDB`, `DB_FILENAME`.
+Public: `RunInfo`, `Point`, `Claimed`, `ResultsDB`, `DB_FILENAME`.
 
-Three tables on a `SqliteStore`:
+Four tables on a `SqliteStore`:
 - `results`: one row per (design key, workload key, model version) - the cache. A design
   evaluated once under the same workload and cost-model version is never evaluated again,
   whichever run asks for it.
 - `runs`: one row per run (a design space started in this file), with the space as written.
 - `run_points`: which cached results belong to which run, in the order they finished, with
   the search round (NSGA-II generation) that proposed them - NSGA-II replays both on resume.
-A result and its run link are written in one transaction, so a SIGKILL leaves either both or
-neither; the primary keys make a second write of the same point a no-op.
+- `claims` (schema 2): which process is evaluating which design of a run, until when. Two
+  processes resuming one run split its designs: each claims a batch before evaluating it and
+  skips designs another live process holds. A claim is taken over once its lease expired or,
+  on the same host, once its holder is dead (pid + start time, `picojoule.dse.procs`); so a
+  design is evaluated twice only when a holder stalls past its lease, never after its commit.
+A result, its run link and the release of its claim are written in one transaction, so a
+SIGKILL leaves either all or none; the primary keys make a second write of the same point a
+no-op. A schema-1 file (no claims) is migrated in place when opened.
 """
 
 from __future__ import annotations
@@ -18,18 +24,19 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from picojoule.dse.errors import StoreError
+from picojoule.dse.procs import ProcessId, alive
 from picojoule.dse.store import SqliteStore
 
-__all__ = ["RunInfo", "Point", "ResultsDB", "DB_FILENAME"]
+__all__ = ["RunInfo", "Point", "Claimed", "ResultsDB", "DB_FILENAME"]
 
 DB_FILENAME = "results.sqlite"
 _APP_ID = 0x706A6473  # "pjds": picojoule design-space results
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
 _KIND = "picojoule DSE results database"
 _CHUNK = 500  # keys per IN (...) query: under SQLite's bound-parameter limit
 _SCHEMA = """
@@ -58,8 +65,27 @@ CREATE TABLE run_points (
     seq INTEGER NOT NULL,
     generation INTEGER NOT NULL,
     PRIMARY KEY (run_id, design_key)
+);
+CREATE TABLE claims (
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    design_key TEXT NOT NULL,
+    holder TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (run_id, design_key)
 )
 """
+# version -> statements that take a file of that version to the next
+_MIGRATIONS = {
+    1: """
+CREATE TABLE claims (
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    design_key TEXT NOT NULL,
+    holder TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (run_id, design_key)
+)
+"""
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,6 +117,15 @@ class Point:
         return self.metrics is not None
 
 
+@dataclass(frozen=True, kw_only=True)
+class Claimed:
+    """What `ResultsDB.claim` found for each asked-for design key."""
+
+    mine: list[str] = field(default_factory=list)  # now held by the caller: evaluate these
+    cached: list[str] = field(default_factory=list)  # already computed: linked to the run
+    busy: list[str] = field(default_factory=list)  # held by another live process
+
+
 class ResultsDB:
     """Runs and results in one SQLite file (see the module docstring)."""
 
@@ -110,8 +145,14 @@ class ResultsDB:
             schema=_SCHEMA,
             kind=_KIND,
             create=create,
+            migrations=_MIGRATIONS,
         )
         return cls(store)
+
+    def another(self) -> ResultsDB:
+        """A second connection to the same file, for another thread (see `SqliteStore.another`
+        for why this, not `open`, inside a process that has the file open)."""
+        return ResultsDB(self._store.another())
 
     def close(self) -> None:
         self._store.close()
@@ -260,6 +301,93 @@ class ResultsDB:
                 _link(conn, run.run_id, [h[0] for h in hits], generation)
         return found
 
+    def claim(
+        self,
+        run: RunInfo,
+        keys: Iterable[str],
+        *,
+        holder: ProcessId,
+        lease_s: float,
+        generation: int = 0,
+    ) -> Claimed:
+        """In one transaction: link the keys already computed (as `adopt_cached`), then claim
+        the rest for `holder` for `lease_s` seconds - each unclaimed, or claimed by `holder`,
+        or by a holder whose lease expired or who is dead. The others are busy."""
+        wanted = list(dict.fromkeys(keys))
+        mine: list[str] = []
+        cached: list[str] = []
+        busy: list[str] = []
+        me = str(holder)
+        dead: dict[str, bool] = {}  # holder -> known dead (one liveness check per holder)
+        with self._store.write() as conn:
+            now = time.time()
+            for i in range(0, len(wanted), _CHUNK):
+                chunk = wanted[i : i + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                hits = {
+                    h[0]
+                    for h in conn.execute(
+                        f"SELECT design_key FROM results WHERE workload_key = ? AND "
+                        f"model_version = ? AND design_key IN ({marks})",
+                        (run.workload_key, run.model_version, *chunk),
+                    )
+                }
+                held = {
+                    k: (h, exp)
+                    for k, h, exp in conn.execute(
+                        f"SELECT design_key, holder, expires_at FROM claims WHERE run_id = ? "
+                        f"AND design_key IN ({marks})",
+                        (run.run_id, *chunk),
+                    )
+                }
+                found = [k for k in chunk if k in hits]
+                _link(conn, run.run_id, found, generation)
+                cached += found
+                free: list[str] = []
+                for k in chunk:
+                    if k in hits:
+                        continue
+                    if k in held:
+                        other, expires_at = held[k]
+                        if other != me and expires_at > now:
+                            if other not in dead:
+                                pid = ProcessId.parse(other)
+                                dead[other] = pid is not None and alive(pid) is False
+                            if not dead[other]:
+                                busy.append(k)
+                                continue
+                    free.append(k)
+                conn.executemany(
+                    "INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?)",
+                    [(run.run_id, k, me, now + lease_s) for k in free],
+                )
+                mine += free
+        return Claimed(mine=mine, cached=cached, busy=busy)
+
+    def renew(self, run_id: str, holder: ProcessId, lease_s: float) -> int:
+        """Extend every claim `holder` has on the run by `lease_s` from now; returns how many."""
+        with self._store.write() as conn:
+            cur = conn.execute(
+                "UPDATE claims SET expires_at = ? WHERE run_id = ? AND holder = ?",
+                (time.time() + lease_s, run_id, str(holder)),
+            )
+            return cur.rowcount
+
+    def release(self, run_id: str, holder: ProcessId) -> int:
+        """Drop every claim `holder` has on the run (it stops); returns how many."""
+        with self._store.write() as conn:
+            cur = conn.execute(
+                "DELETE FROM claims WHERE run_id = ? AND holder = ?", (run_id, str(holder))
+            )
+            return cur.rowcount
+
+    def claims(self, run_id: str) -> dict[str, tuple[str, float]]:
+        """design key -> (holder, lease end) of the run's open claims."""
+        rows = self._store.read(
+            "SELECT design_key, holder, expires_at FROM claims WHERE run_id = ?", (run_id,)
+        )
+        return {k: (h, e) for k, h, e in rows}
+
     def record(
         self,
         run: RunInfo,
@@ -267,11 +395,19 @@ class ResultsDB:
         *,
         generation: int = 0,
     ) -> int:
-        """Store evaluated designs `(key, design, metrics, error)` and link them to `run`, in
-        one transaction; returns how many new points the run gained (repeats add none)."""
+        """Store evaluated designs `(key, design, metrics, error)`, link them to `run` and
+        drop their claims, in one transaction; returns how many new points the run gained
+        (repeats add none)."""
         now = time.time()
         batch = list(items)
         with self._store.write() as conn:
+            for i in range(0, len(batch), _CHUNK):
+                chunk = [key for key, *_ in batch[i : i + _CHUNK]]
+                conn.execute(
+                    f"DELETE FROM claims WHERE run_id = ? AND design_key IN "
+                    f"({','.join('?' * len(chunk))})",
+                    (run.run_id, *chunk),
+                )
             conn.executemany(
                 "INSERT OR IGNORE INTO results VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [

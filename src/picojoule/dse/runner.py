@@ -1,33 +1,58 @@
 """Run a design space: propose, look up, evaluate, commit - until the search is done.
 
-Public: `Evaluator`, `RunSummary`, `run_space`, `feasible`.
+Public: `Evaluator`, `RunSummary`, `RunProgress`, `RunInterrupted`, `run_space`, `feasible`,
+`check_area_budget`.
 
 Per batch of proposed designs the runner
 1. takes what the run already holds (a resumed run) from the store,
 2. skips designs over the area budget (area needs no mapping, so this costs microseconds;
    they are not stored, because "over budget" belongs to this run, not to the design),
-3. links results other runs computed for the same workload and cost model,
-4. sends the rest to the backend and commits each finished batch in one transaction.
-A SIGKILL therefore loses only batches still in flight, and re-running with `resume=True`
-evaluates exactly the designs that are missing.
+3. per backend batch, just before sending it: links results any run computed for the same
+   workload and cost model, claims the rest (`ResultsDB.claim`, a lease renewed by a
+   heartbeat thread) and skips designs another live process has claimed,
+4. commits each finished batch, and drops its claims, in one transaction,
+5. waits for the designs other processes hold, adopting their results as they commit (or
+   taking over the claim of one that died).
+A SIGKILL therefore loses only batches still in flight, re-running with `resume=True`
+evaluates exactly the designs that are missing, and two `resume` runs split them.
+
+SIGINT and SIGTERM (`picojoule.interrupt`) stop a run at once: batches already finished are
+committed, workers are killed rather than awaited, claims are released, and `RunInterrupted`
+(a `KeyboardInterrupt`) carries the summary so far.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from picojoule.dse.backends import Backend, Outcome, make_backend
+from picojoule.dse.backends import Backend, Batch, Outcome, batch_size, make_backend
 from picojoule.dse.errors import InfeasibleError
+from picojoule.dse.procs import this_process
 from picojoule.dse.results import DB_FILENAME, Point, ResultsDB, RunInfo
 from picojoule.dse.search import Observation, Strategy, make_strategy, violations
-from picojoule.dse.space import Constraints, Design, DesignSpace
+from picojoule.dse.space import OBJECTIVES, Constraints, Design, DesignSpace
+from picojoule.interrupt import sigterm_as_interrupt
 
-__all__ = ["Evaluator", "RunSummary", "run_space", "feasible", "check_area_budget"]
+__all__ = [
+    "Evaluator",
+    "RunSummary",
+    "RunProgress",
+    "RunInterrupted",
+    "run_space",
+    "feasible",
+    "check_area_budget",
+]
+
+LEASE_S = 30.0  # a claim's lease; the heartbeat renews it every third of that
+_WAIT_S = 0.25  # poll interval while another process holds designs this run needs
 
 _AREA_SAMPLE = 2000  # designs sampled to test an area budget on spaces too large to enumerate
 
@@ -55,7 +80,27 @@ class RunSummary:
     points: int  # points the run holds now
 
 
-ProgressFn = Callable[[int, int], None]  # (designs handled, designs planned)
+@dataclass(frozen=True, kw_only=True)
+class RunProgress:
+    """Where a run stands, passed to the `progress` callback after every change."""
+
+    done: int  # designs handled: evaluated, reused, or skipped over the area budget
+    planned: int  # designs the search will propose (at least `done`)
+    evaluated: int  # evaluated by this call (the rate to estimate time left from)
+    objective: str  # the space's first objective ("energy", ...)
+    best: float | None  # its lowest metric among points meeting the budgets so far
+
+
+ProgressFn = Callable[[RunProgress], None]
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """SIGINT / SIGTERM stopped the run; every finished point is committed (`summary`)."""
+
+    def __init__(self, summary: RunSummary, signum: int) -> None:
+        super().__init__(f"run {summary.run.run_id!r} interrupted")
+        self.summary = summary
+        self.signum = signum
 
 
 def feasible(points: Sequence[Point], constraints: Constraints) -> list[Point]:
@@ -111,12 +156,28 @@ def run_space(
     address: str | None = None,
     resume: bool = False,
     progress: ProgressFn | None = None,
+    lease_s: float = LEASE_S,
 ) -> RunSummary:
     """Evaluate `space` into `out/results.sqlite` (see the module docstring).
 
     Raises `InfeasibleError` when, at the end, no evaluated design meets the budgets (the
-    points stay stored, so `picojoule dse show` can still display them)."""
-    out_dir = Path(out)
+    points stay stored, so `picojoule dse show` can still display them), and
+    `RunInterrupted` on SIGINT / SIGTERM."""
+    with sigterm_as_interrupt():
+        return _run_space(
+            space, evaluator, Path(out), (backend, workers, address), resume, progress, lease_s
+        )
+
+
+def _run_space(
+    space: DesignSpace,
+    evaluator: Evaluator,
+    out_dir: Path,
+    backend_args: tuple[str, int | None, str | None],
+    resume: bool,
+    progress: ProgressFn | None,
+    lease_s: float,
+) -> RunSummary:
     check_area_budget(space, evaluator)
     with ResultsDB.open(out_dir / DB_FILENAME) as db:
         info = RunInfo(
@@ -132,13 +193,25 @@ def run_space(
         held = {p.design_key: p for p in db.points(run.run_id)}
         if held:
             strategy.replay(list(held.values()))
-        loop = _Loop(space, evaluator, db, run, held, backend, workers, address, progress)
+        loop = _Loop(space, evaluator, db, run, held, backend_args, progress, lease_s)
         try:
             loop.drive(strategy)
+        except KeyboardInterrupt as e:
+            loop.stop()
+            points = db.points(run.run_id)
+            raise RunInterrupted(
+                _summary(loop, run, out_dir, points), int(getattr(e, "signum", 2))
+            ) from None
         finally:
             loop.close()
         points = db.points(run.run_id)
-    summary = RunSummary(
+    summary = _summary(loop, run, out_dir, points)
+    _check_feasible(space, points)
+    return summary
+
+
+def _summary(loop: _Loop, run: RunInfo, out_dir: Path, points: Sequence[Point]) -> RunSummary:
+    return RunSummary(
         run=run,
         db_path=out_dir / DB_FILENAME,
         evaluated=loop.evaluated,
@@ -147,8 +220,6 @@ def run_space(
         failed=sum(1 for p in points if p.metrics is None),
         points=len(points),
     )
-    _check_feasible(space, points)
-    return summary
 
 
 def _check_feasible(space: DesignSpace, points: Sequence[Point]) -> None:
@@ -175,8 +246,30 @@ def _check_feasible(space: DesignSpace, points: Sequence[Point]) -> None:
     )
 
 
+class _Heartbeat:
+    """Renews this process's claims on a run every `lease_s / 3`, on its own connection (the
+    main thread may be inside a long batch when the lease would run out)."""
+
+    def __init__(self, db: ResultsDB, run_id: str, lease_s: float) -> None:
+        self._stop = threading.Event()
+        self._args = (db, run_id, lease_s)
+        self._thread = threading.Thread(target=self._beat, name="picojoule-lease", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        first, run_id, lease_s = self._args
+        me = this_process()
+        with first.another() as db:  # sqlite3 connections belong to the thread that made them
+            while not self._stop.wait(lease_s / 3):
+                db.renew(run_id, me, lease_s)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5.0)
+
+
 class _Loop:
-    """The propose / look up / evaluate / commit loop of one `run_space` call."""
+    """The propose / claim / evaluate / commit loop of one `run_space` call."""
 
     def __init__(
         self,
@@ -185,26 +278,50 @@ class _Loop:
         db: ResultsDB,
         run: RunInfo,
         held: dict[str, Point],
-        backend: str,
-        workers: int | None,
-        address: str | None,
+        backend_args: tuple[str, int | None, str | None],
         progress: ProgressFn | None,
+        lease_s: float,
     ) -> None:
         self.space, self.evaluator, self.db, self.run, self.held = space, evaluator, db, run, held
-        self._backend_args = (backend, workers, address)
+        self._backend_args = backend_args
         self._backend: Backend | None = None  # started on first need: a cached run starts none
         self._progress = progress
+        self._lease_s = lease_s
+        self._me = this_process()
+        self._heartbeat: _Heartbeat | None = None
+        self._sent: dict[str, tuple[Design, int]] = {}  # in flight: key -> (design, generation)
         self.evaluated = self.reused = self.over_budget = 0
         self._handled = 0
+        self._objective = space.objectives[0]
+        self._best: float | None = None
+        for p in held.values():
+            self._consider(p.metrics)
 
     def _planned(self) -> int:
         s = self.space.search
         return self.space.size if s.method == "grid" else min(s.trials or 0, self.space.size)
 
+    def _consider(self, metrics: dict[str, Any] | None) -> None:
+        if metrics is None or any(
+            v > 0 for v in violations(metrics, self.space.constraints).values()
+        ):
+            return
+        value = float(metrics[OBJECTIVES[self._objective]])
+        if self._best is None or value < self._best:
+            self._best = value
+
     def _tick(self, n: int) -> None:
         self._handled += n
         if self._progress is not None:
-            self._progress(self._handled, max(self._planned(), self._handled))
+            self._progress(
+                RunProgress(
+                    done=self._handled,
+                    planned=max(self._planned(), self._handled),
+                    evaluated=self.evaluated,
+                    objective=self._objective,
+                    best=self._best,
+                )
+            )
 
     def backend(self) -> Backend:
         if self._backend is None:
@@ -212,9 +329,25 @@ class _Loop:
             self._backend = make_backend(kind, self.evaluator, workers=workers, address=address)
         return self._backend
 
+    def _workers(self) -> int:
+        if self._backend is not None:
+            return self._backend.workers
+        return max(1, self._backend_args[1] or os.cpu_count() or 1)
+
+    def stop(self) -> None:
+        """After an interrupt: commit batches that finished but were not consumed, and stop
+        the workers without waiting for the batches they run."""
+        if self._backend is not None:
+            for results in self._backend.drain():
+                self._commit(results)
+            self._backend.close(now=True)
+
     def close(self) -> None:
         if self._backend is not None:
             self._backend.close()
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+            self.db.release(self.run.run_id, self._me)
 
     def drive(self, strategy: Strategy) -> None:
         while designs := strategy.propose():
@@ -239,32 +372,76 @@ class _Loop:
             else:
                 todo[key] = d
         self._tick(len(found))
-        if todo:
-            cached = self.db.adopt_cached(self.run, todo, generation=generation)
-            for p in self.db.points(self.run.run_id, cached):
-                self.held[p.design_key] = p
-                found[p.design_key] = p.metrics
-                todo.pop(p.design_key)
-            self.reused += len(cached)
-            self._tick(len(cached))
-        if todo:
-            items = [(k, d.as_dict()) for k, d in todo.items()]
-            for results in self.backend().run(items):
-                self.db.record(
-                    self.run,
-                    [(k, todo[k].as_dict(), m, e) for k, (m, e) in results],
-                    generation=generation,
-                )
-                for k, (m, e) in results:
-                    found[k] = m
-                    self.held[k] = Point(
-                        design_key=k,
-                        design=todo[k].as_dict(),
-                        metrics=m,
-                        error=e,
-                        seq=-1,
-                        generation=generation,
-                    )
-                self.evaluated += len(results)
-                self._tick(len(results))
+        while todo:
+            busy = self._evaluate(todo, generation)
+            for k in list(todo):
+                if k in self.held:
+                    found[k] = self.held[k].metrics
+            todo = {k: todo[k] for k in busy}
+            if todo:  # another live process holds these: wait for its commits (or its death)
+                time.sleep(_WAIT_S)
         return found
+
+    def _evaluate(self, todo: dict[str, Design], generation: int) -> list[str]:
+        """Evaluate (or adopt) what can be claimed of `todo`; returns the keys other live
+        processes hold."""
+        busy: list[str] = []
+        feed = self._claims(todo, generation, busy)
+        first = next(feed, None)
+        if first is not None:  # something to evaluate: only now start the backend
+            for results in self.backend().run_batches(_chain(first, feed)):
+                self._commit(results)
+        return busy
+
+    def _claims(self, todo: dict[str, Design], generation: int, busy: list[str]) -> Iterator[Batch]:
+        """Batches of `todo` this process claimed, each claimed just before it is sent."""
+        keys = list(todo)
+        i = 0
+        while i < len(keys):
+            size = batch_size(len(keys), self._workers())
+            chunk, i = keys[i : i + size], i + size
+            got = self.db.claim(
+                self.run, chunk, holder=self._me, lease_s=self._lease_s, generation=generation
+            )
+            if got.cached:
+                for p in self.db.points(self.run.run_id, got.cached):
+                    self.held[p.design_key] = p
+                    self._consider(p.metrics)
+                self.reused += len(got.cached)
+                self._tick(len(got.cached))
+            busy += got.busy
+            if got.mine:
+                if self._heartbeat is None:
+                    self._heartbeat = _Heartbeat(self.db, self.run.run_id, self._lease_s)
+                for k in got.mine:
+                    self._sent[k] = (todo[k], generation)
+                yield [(k, todo[k].as_dict()) for k in got.mine]
+
+    def _commit(self, results: list[tuple[str, Outcome]]) -> None:
+        by_generation: dict[int, list[tuple[str, Outcome]]] = {}
+        for k, outcome in results:
+            by_generation.setdefault(self._sent[k][1], []).append((k, outcome))
+        for generation, items in by_generation.items():
+            self.db.record(
+                self.run,
+                [(k, self._sent[k][0].as_dict(), m, e) for k, (m, e) in items],
+                generation=generation,
+            )
+        for k, (m, e) in results:
+            design, generation = self._sent.pop(k)
+            self.held[k] = Point(
+                design_key=k,
+                design=design.as_dict(),
+                metrics=m,
+                error=e,
+                seq=-1,
+                generation=generation,
+            )
+            self._consider(m)
+        self.evaluated += len(results)
+        self._tick(len(results))
+
+
+def _chain(first: Batch, rest: Iterator[Batch]) -> Iterator[Batch]:
+    yield first
+    yield from rest

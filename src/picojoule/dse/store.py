@@ -7,6 +7,10 @@ The pattern (kept free of DSE specifics so other result caches can reuse it):
   (which schema). A file without our id that already holds tables is foreign; a file that is
   not SQLite, or fails `PRAGMA quick_check`, is corrupt. Both raise `StoreError` *before*
   anything is written - in particular before `journal_mode=WAL`, which rewrites the header.
+- **Versions.** An older file is brought up to date by the caller's `migrations` (version ->
+  statements that make it version + 1), inside the same write lock, so two processes opening
+  it at once migrate it once; a file with no migration path, or from a newer picojoule, is
+  refused untouched.
 - **Crash safety.** WAL journal, one short `BEGIN IMMEDIATE` transaction per batch of
   results. A process killed with SIGKILL loses at most the batch it had not committed; WAL
   with `synchronous=NORMAL` is durable across process death (only power loss can drop the
@@ -19,7 +23,7 @@ The pattern (kept free of DSE specifics so other result caches can reuse it):
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -48,12 +52,15 @@ class SqliteStore:
         schema: str,
         kind: str,
         create: bool = True,
+        migrations: Mapping[int, str] | None = None,
     ) -> SqliteStore:
         """Open (or, with `create`, initialise) the store at `path`.
 
         app_id: 32-bit id stamped into the header; schema: CREATE statements run once, on a
-        new file; kind: what the file is, for messages ("picojoule DSE results").
+        new file; kind: what the file is, for messages ("picojoule DSE results");
+        migrations: version v -> statements taking a version-v file to v + 1.
         """
+        migrations = dict(migrations or {})
         p = Path(path)
         if not p.exists():
             if not create:
@@ -68,7 +75,14 @@ class SqliteStore:
         except sqlite3.Error as e:
             raise StoreError(f"cannot open {p} as a {kind}: {e}") from None
         try:
-            _check_identity(conn, p, app_id=app_id, schema_version=schema_version, kind=kind)
+            _check_identity(
+                conn,
+                p,
+                app_id=app_id,
+                schema_version=schema_version,
+                kind=kind,
+                migratable=set(migrations),
+            )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
@@ -78,6 +92,12 @@ class SqliteStore:
                         conn.execute(statement)
                     conn.execute(f"PRAGMA application_id={int(app_id)}")
                     conn.execute(f"PRAGMA user_version={int(schema_version)}")
+                # Re-read under the lock: another process may have migrated it meanwhile.
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                for v in range(version, schema_version):
+                    for statement in _statements(migrations[v]):
+                        conn.execute(statement)
+                    conn.execute(f"PRAGMA user_version={v + 1}")
         except StoreError:
             conn.close()
             raise
@@ -85,6 +105,19 @@ class SqliteStore:
             conn.close()
             raise StoreError(f"{p} is corrupt or not a {kind} ({e}); left untouched") from None
         return cls(p, conn)
+
+    def another(self) -> SqliteStore:
+        """A second connection to this (already checked) file, e.g. for another thread.
+
+        Never re-`open` a store this process already has open: `open` reads the header with
+        a plain file descriptor, and closing any descriptor of a file drops every POSIX lock
+        the process holds on it - including the first connection's WAL locks, after which
+        other processes read a stale snapshot (and a checkpoint can corrupt the file).
+        SQLite's own connections share their locks safely."""
+        conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        return SqliteStore(self.path, conn)
 
     def close(self) -> None:
         self._conn.close()
@@ -100,6 +133,8 @@ class SqliteStore:
         """One atomic write transaction (`BEGIN IMMEDIATE`: take the write lock up front, so
         two writers queue instead of deadlocking on a read-to-write upgrade)."""
         try:
+            if self._conn.in_transaction:  # left open by an interrupt between BEGIN and try
+                self._conn.execute("ROLLBACK")
             with _immediate(self._conn):
                 yield self._conn
         except sqlite3.DatabaseError as e:
@@ -143,7 +178,13 @@ def _check_magic(p: Path, kind: str) -> None:
 
 
 def _check_identity(
-    conn: sqlite3.Connection, p: Path, *, app_id: int, schema_version: int, kind: str
+    conn: sqlite3.Connection,
+    p: Path,
+    *,
+    app_id: int,
+    schema_version: int,
+    kind: str,
+    migratable: set[int],
 ) -> None:
     found_id = conn.execute("PRAGMA application_id").fetchone()[0]
     tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
@@ -154,7 +195,9 @@ def _check_identity(
         )
     if found_id == app_id:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version != schema_version:
+        # An older version with a migration path is migrated under the write lock, later.
+        path_up = all(v in migratable for v in range(version, schema_version))
+        if version > schema_version or not path_up:
             raise StoreError(
                 f"{p} uses {kind} schema version {version}; this picojoule reads version "
                 f"{schema_version}. Open it with the picojoule that wrote it, or start anew"
