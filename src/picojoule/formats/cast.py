@@ -11,10 +11,14 @@ rounding.
 
 Work is done in cache-sized chunks so that the ~10 elementwise passes stay in L2 and the tensor
 is read from and written to main memory once (benchmarks/bench_formats.py measures this).
+`chunk_loop` picks the intra-op thread count per chunk (see `ChunkThreads`).
 """
 
 from __future__ import annotations
 
+import math
+import threading
+import time
 from collections.abc import Callable
 
 import torch
@@ -22,7 +26,7 @@ import torch
 from picojoule.errors import FormatError
 from picojoule.formats.spec import FloatFormat, IntFormat, LNSFormat, Rounding
 
-__all__ = ["quantize_float", "quantize_int", "quantize_lns", "CHUNK"]
+__all__ = ["quantize_float", "quantize_int", "quantize_lns", "CHUNK", "chunk_loop", "ChunkThreads"]
 
 CHUNK = 1 << 16  # elements per chunk: 256 KiB of fp32, intermediates stay in L2
 _ROUNDINGS = ("nearest_even", "stochastic", "toward_zero")
@@ -40,14 +44,112 @@ def _check(x: torch.Tensor, fmt_name: str, rounding: str) -> None:
         raise FormatError(f"unknown rounding {rounding!r}; use one of {', '.join(_ROUNDINGS)}")
 
 
-def _chunked(x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+class ChunkThreads:
+    """Intra-op threads for each chunk: torch's count or one, whichever runs chunks faster now.
+
+    A chunk is ~10 small elementwise ops, and with several threads each op ends at a barrier
+    that waits for its slowest thread. On an idle machine 2 threads nearly halve the time; when
+    other processes keep the cores busy a descheduled thread stalls every barrier, and 2
+    threads ran e4m3 26x slower than 1 while a clone (one op, one barrier) slowed 2.4x
+    (BENCHMARKS.md). So chunks are timed (seconds per element, an exponential average per
+    choice, shared by all calls in this thread) and run with the faster choice; the slower one
+    is retried every `probe_every(ratio)` chunks, sparsely enough that a retry costs ~3% even
+    when it is 25x slower, and soon enough that a change of load is noticed within a fraction of
+    a second of fake-quant. Only the speed depends on the choice: the ops are elementwise or
+    max-reductions, whose values do not depend on the thread count. A loop nested in another
+    (a block's element cast inside a scaled format's chunk) runs with the outer choice.
+    """
+
+    DECAY = 0.25  # weight of the newest chunk in the average
+    PROBE = 32  # retry the slower choice after PROBE * (its slowdown) chunks
+    MAX_GAP = 4096
+
+    def __init__(self) -> None:
+        self.cost: dict[int, float] = {}  # threads -> seconds per element (average)
+        self.since_probe = 0
+
+    def choose(self, many: int) -> int:
+        """Threads for the next chunk (`many`: torch's own count, > 1)."""
+        for t in (many, 1):
+            if t not in self.cost:
+                return t
+        best, other = (many, 1) if self.cost[many] <= self.cost[1] else (1, many)
+        self.since_probe += 1
+        if self.since_probe >= self.probe_every(self.cost[other] / self.cost[best]):
+            self.since_probe = 0
+            return other
+        return best
+
+    def probe_every(self, ratio: float) -> int:
+        return min(self.MAX_GAP, max(self.PROBE, math.ceil(self.PROBE * ratio)))
+
+    def record(self, threads: int, seconds: float, numel: int) -> None:
+        per = seconds / numel
+        old = self.cost.get(threads)
+        self.cost[threads] = per if old is None else old + self.DECAY * (per - old)
+
+
+ADAPT_THREADS = True  # False: every chunk uses torch's thread count (benchmarks compare both)
+_LOCAL = threading.local()  # per Python thread: {key: ChunkThreads} and the loop depth
+
+
+def chunk_loop(
+    n: int, step: int, body: Callable[[int, int], int], *, key: object, cpu: bool = True
+) -> None:
+    """Call `body(start, stop)` for consecutive ranges of `n` items, `step` at a time; `body`
+    returns the elements it processed. Each call runs with the intra-op thread count that the
+    `ChunkThreads` of `key` (one per kind of work: a format and its rounding) picks; torch's
+    count is restored afterwards. CPU only; a loop nested in another runs plainly."""
+    many = torch.get_num_threads()
+    depth = getattr(_LOCAL, "depth", 0)
+    if not (ADAPT_THREADS and cpu and many > 1) or depth:
+        for i in range(0, n, step):
+            body(i, min(i + step, n))
+        return
+    policies = getattr(_LOCAL, "policies", None)
+    if policies is None:
+        policies = _LOCAL.policies = {}
+    pol = policies.get(key) or policies.setdefault(key, ChunkThreads())
+    _LOCAL.depth = depth + 1
+    current = many
+    try:
+        for i in range(0, n, step):
+            t = pol.choose(many)
+            if t != current:
+                torch.set_num_threads(t)
+                current = t
+            start = time.perf_counter()
+            numel = body(i, min(i + step, n))
+            if numel >= CHUNK // 2:  # small chunks time mostly Python overhead
+                pol.record(t, time.perf_counter() - start, numel)
+    finally:
+        _LOCAL.depth = depth
+        if current != many:
+            torch.set_num_threads(many)
+
+
+def _chunked(
+    x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor], key: object
+) -> torch.Tensor:
     # Casts are values, not graph nodes: gradients go through picojoule.quant.ste.
     flat = x.detach().reshape(-1)
-    if flat.numel() <= CHUNK:
-        return fn(flat).view(x.shape)
+    n, cpu = flat.numel(), flat.device.type == "cpu"
+    if n <= CHUNK:  # one chunk: no output buffer to copy into
+        res = [flat]  # n == 0: returned as is
+
+        def one(i: int, j: int) -> int:
+            res[0] = fn(flat)
+            return n
+
+        chunk_loop(n, CHUNK, one, key=key, cpu=cpu)
+        return res[0].view(x.shape)
     out = torch.empty_like(flat)
-    for i in range(0, flat.numel(), CHUNK):
-        out[i : i + CHUNK] = fn(flat[i : i + CHUNK])
+
+    def body(i: int, j: int) -> int:
+        out[i:j] = fn(flat[i:j])
+        return j - i
+
+    chunk_loop(n, CHUNK, body, key=key, cpu=cpu)
     return out.view(x.shape)
 
 
@@ -131,7 +233,7 @@ def quantize_float(
             y = y.add_(0.0)  # -0 + 0 = +0 under RNE: fnuz has no negative zero
         return y.to(in_dtype)
 
-    return _chunked(x, one)
+    return _chunked(x, one, (fmt.name, rounding))
 
 
 def quantize_int(
@@ -163,7 +265,7 @@ def quantize_int(
             r = torch.where(finite, wrapped.to(r.dtype), r.clamp(lo, hi))
         return r.to(xc.dtype)
 
-    return _chunked(x, one)
+    return _chunked(x, one, (fmt.name, rounding))
 
 
 def quantize_lns(
@@ -198,4 +300,4 @@ def quantize_lns(
         y = torch.where(torch.isnan(a), float("nan"), y)
         return torch.copysign(y, w).to(xc.dtype)
 
-    return _chunked(x, one)
+    return _chunked(x, one, (fmt.name, rounding))

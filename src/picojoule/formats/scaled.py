@@ -29,6 +29,13 @@ Families and their exact arithmetic (the GPU kernels bit-match these):
   the stored scale (`order="reround"`, default: what hardware storing s_q must do) or, as the
   paper's text literally orders it, with the unquantized s (`order="paper"`).
   y = (q * s_q) * gamma.
+
+Fixed scales (`fit_scales` / `quantize_fixed`): the same arithmetic split in two. `fit_scales(x)`
+holds each block's divisor d and multipliers m1, m2 (`FixedScales`); `quantize_fixed` then
+computes y = Q(x / d) * m1 (* m2) for any column range of a tensor laid out like `x`, so an
+algorithm that changes the columns after the scales were chosen (GPTQ, `picojoule.quant.gptq`)
+quantizes each column with its group's scales. `quantize_fixed(x, fit_scales(x))` is
+bit-identical to `quantize(x)` for every deterministic rounding.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ __all__ = [
     "PerChannel",
     "PerBlock",
     "Granularity",
+    "FixedScales",
     "ScaledFormat",
     "ScaledKind",
 ]
@@ -75,6 +83,37 @@ class PerBlock:
 
 
 Granularity = PerTensor | PerChannel | PerBlock
+
+
+@dataclass(frozen=True, eq=False)
+class FixedScales:
+    """A scaled format's scales for one 2-D layout, fit once (`ScaledFormat.fit_scales`) and
+    applied to any column range later (`ScaledFormat.quantize_fixed`): y = Q(x / divisor) *
+    mult (* mult2), exactly as `ScaledFormat.quantize` computes it.
+
+    divisor, mult: [rows, nblocks] tensors (the per-block values of `ScaledFormat._scales`; for
+        per-channel and per-tensor formats nblocks is 1 and the divisor is the fp32 scale).
+    mult2: [rows, nblocks] second multiplier (NVFP4's tensor scale, VS-Quant's gamma) or None.
+    block: elements per block along the last dimension (the whole row, `cols`, for per-channel
+        and per-tensor formats). cols: the last-dimension size the scales were fit on.
+    rows are every index of the leading dimensions, flattened (a weight [out, in]: out rows).
+    """
+
+    divisor: torch.Tensor
+    mult: torch.Tensor
+    mult2: torch.Tensor | None
+    block: int
+    cols: int
+    format: str
+
+    @property
+    def rows(self) -> int:
+        return int(self.divisor.shape[0])
+
+    @property
+    def nblocks(self) -> int:
+        return int(self.divisor.shape[1])
+
 
 _E4M3 = FloatFormat(name="float8_e4m3fn", ebits=4, mbits=3, bias=7, inf=False, nan="all_ones")
 _E8M0_RANGE = (-127, 127)
@@ -196,35 +235,154 @@ class ScaledFormat:
         coarse: granularity of VS-Quant's second-level scale: "row" for weights (per output
             channel, as in the paper), "tensor" for activations.
         """
-        import torch
-
-        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-            got = x.dtype if isinstance(x, torch.Tensor) else type(x).__name__
-            raise FormatError(f"{self.name}: quantize takes a floating-point tensor, got {got}")
+        x32 = self._work(x, "quantize")
         if x.numel() == 0:
             return x.clone()
         kw = {"rounding": rounding, "generator": generator}
-        x32 = (x.float() if x.dtype != torch.float64 else x).detach()
         if self.kind == "plain" and not isinstance(self.granularity, PerBlock):
             y = self._plain_coarse(x32, amax, saturate, kw)
         else:
             y = self._blockwise(x32, amax, coarse, saturate, kw)
         return y.to(x.dtype)
 
-    # --- per-tensor / per-channel (fp32 scale) ----------------------------------------------
-
-    def _plain_coarse(self, x: torch.Tensor, amax, saturate: bool, kw: dict) -> torch.Tensor:
+    def _work(self, x: torch.Tensor, what: str) -> torch.Tensor:
+        """x detached in the working dtype (float64 stays, everything else float32)."""
         import torch
 
-        rows = x.reshape(-1, x.shape[-1]) if x.dim() > 0 else x.reshape(1, 1)
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            got = x.dtype if isinstance(x, torch.Tensor) else type(x).__name__
+            raise FormatError(f"{self.name}: {what} takes a floating-point tensor, got {got}")
+        return (x.float() if x.dtype != torch.float64 else x).detach()
+
+    # --- fixed scales: fit once, quantize any column range later ----------------------------
+
+    def fit_scales(
+        self,
+        x: torch.Tensor,
+        *,
+        amax: torch.Tensor | float | None = None,
+        coarse: Coarse = "row",
+    ) -> FixedScales:
+        """The scales `quantize(x, amax=amax, coarse=coarse)` would use, held for
+        `quantize_fixed`. x: [..., k] (leading dimensions are rows); amax and coarse as in
+        `quantize`. Held in the dtypes `quantize` computes them in (x float64: mostly float64)."""
+        x32 = self._work(x, "fit_scales")
+        x2 = x32.reshape(-1, x32.shape[-1]) if x32.dim() > 0 else x32.reshape(1, 1)
+        rows, k = x2.shape
+        if x2.numel() == 0:
+            raise ShapeError(f"{self.name}: fit_scales needs a non-empty tensor, got {x.shape}")
+        if self.kind == "plain" and not isinstance(self.granularity, PerBlock):
+            s = self._coarse_scale(x2, amax)
+            return FixedScales(
+                divisor=s, mult=s, mult2=None, block=max(k, 1), cols=k, format=self.name
+            )
+        size = self.granularity.size  # type: ignore[union-attr]
+        xb, _ = _blocks(x2, size)  # [rows, nb, size]
+        m = _block_amax(xb.reshape(-1, size), (self.name, "fit")).view(*xb.shape[:-1], 1)
+        d, m1, m2 = self._scales(xb, m, amax, coarse, True)
+        nb = xb.shape[1]
+
+        def flat(t: torch.Tensor) -> torch.Tensor:
+            return t.expand(rows, nb, 1).reshape(rows, nb)
+
+        return FixedScales(
+            divisor=flat(d),
+            mult=flat(m1),
+            mult2=None if m2 is None else flat(m2),
+            block=size,
+            cols=k,
+            format=self.name,
+        )
+
+    def quantize_fixed(
+        self,
+        x: torch.Tensor,
+        scales: FixedScales,
+        *,
+        cols: slice | int | None = None,
+        rounding: Rounding = "nearest_even",
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Fake-quantize `x` with held scales: y = Q(x / d) * m1 (* m2), elements saturating,
+        same shape and dtype as x.
+
+        x: [..., c] laid out like the tensor the scales were fit on (same rows), holding the
+            columns `cols` of it: None (all `scales.cols` columns), a start column (x holds
+            columns start .. start + c), or a `slice(start, stop)` (step 1, stop - start == c).
+            Column j uses the scales of block j // scales.block.
+        `quantize_fixed(x, fit_scales(x))` equals `quantize(x)` bit for bit (stochastic
+        rounding draws its random numbers in another order, so only in distribution).
+        """
+        import torch
+
+        x32 = self._work(x, "quantize_fixed")
+        if scales.format != self.name:
+            raise FormatError(
+                f"{self.name}: these scales were fit for {scales.format}; fit them with "
+                f"{self.name}.fit_scales"
+            )
+        x2 = x32.reshape(-1, x32.shape[-1]) if x32.dim() > 0 else x32.reshape(1, 1)
+        rows, c = x2.shape
+        start = self._fixed_start(cols, c, scales)
+        if rows != scales.rows:
+            raise ShapeError(
+                f"{self.name}: x has {rows} rows, the scales {scales.rows}; quantize_fixed "
+                "takes the rows the scales were fit on"
+            )
+        if x.numel() == 0:
+            return x.clone()
+        held = [t for t in (scales.divisor, scales.mult, scales.mult2) if t is not None]
+        first, last = start // scales.block, (start + c - 1) // scales.block
+        if first == last:  # one block (a GPTQ column): broadcast, no gather
+            pick = [t[:, first : first + 1] for t in held]
+        else:
+            idx = torch.arange(start, start + c, device=x2.device) // scales.block
+            pick = [t[:, idx] for t in held]
+        kw = {"rounding": rounding, "generator": generator}
+        y = self._elem(x2 / pick[0], kw).mul_(pick[1])
+        if len(pick) == 3:
+            y = y.mul_(pick[2])
+        return y.view(x32.shape).to(x.dtype)
+
+    def _fixed_start(self, cols: slice | int | None, c: int, scales: FixedScales) -> int:
+        """First column of x in the scales' layout; ShapeError naming the fix if out of range."""
+        if cols is None:
+            start, stop = 0, scales.cols
+        elif isinstance(cols, slice):
+            if cols.step not in (None, 1):
+                raise ShapeError(f"{self.name}: quantize_fixed takes contiguous columns (step 1)")
+            start = 0 if cols.start is None else int(cols.start)
+            stop = start + c if cols.stop is None else int(cols.stop)
+        else:
+            start, stop = int(cols), int(cols) + c
+        if stop - start != c or start < 0 or stop > scales.cols:
+            raise ShapeError(
+                f"{self.name}: x has {c} columns but cols={cols!r} selects [{start}, {stop}) of "
+                f"the {scales.cols} the scales were fit on; pass the columns x holds"
+            )
+        return start
+
+    # --- per-tensor / per-channel (fp32 scale) ----------------------------------------------
+
+    def _coarse_scale(self, rows: torch.Tensor, amax) -> torch.Tensor:
+        """fp32 scale [rows, 1] of a per-tensor / per-channel format (1 where amax is 0)."""
+        import torch
+
         if isinstance(self.granularity, PerChannel):
             m = _amax(rows, -1) if amax is None else _as_rows(amax, rows.shape[0], self.name)
         else:
-            m = _amax(x) if amax is None else torch.as_tensor(amax, dtype=x.dtype)
+            m = _amax(rows) if amax is None else torch.as_tensor(amax, dtype=rows.dtype)
             m = m.reshape(1, 1).expand(rows.shape[0], 1)
         s = m / self.element.max
-        s = torch.where(s == 0, 1.0, s)
-        out = _map_rows(rows, [s], lambda r, sc: self._elem(r / sc[0], kw, saturate).mul_(sc[0]))
+        return torch.where(s == 0, 1.0, s)
+
+    def _plain_coarse(self, x: torch.Tensor, amax, saturate: bool, kw: dict) -> torch.Tensor:
+        rows = x.reshape(-1, x.shape[-1]) if x.dim() > 0 else x.reshape(1, 1)
+        s = self._coarse_scale(rows, amax)
+        key = (self.name, kw["rounding"])
+        out = _map_rows(
+            rows, [s], lambda r, sc: self._elem(r / sc[0], kw, saturate).mul_(sc[0]), key
+        )
         return out.view(x.shape)
 
     # --- block families: MX, NVFP4, VS-Quant, plain per-block --------------------------------
@@ -232,13 +390,37 @@ class ScaledFormat:
     def _blockwise(self, x, amax, coarse: Coarse, saturate: bool, kw: dict) -> torch.Tensor:
         """Scales for every block first (small tensors, one vectorized pass), then the
         elementwise y = Q(x / d) * m1 * m2 in cache-sized chunks."""
-        import torch
 
         size = self.granularity.size  # type: ignore[union-attr]
         if x.dim() == 0:  # a scalar is a one-element row
             return self._blockwise(x.reshape(1), amax, coarse, saturate, kw).reshape(())
+        from picojoule.formats.cast import chunk_loop
+
         xb, pad = _blocks(x, size)
-        m = _block_amax(xb.reshape(-1, size)).view(*xb.shape[:-1], 1)  # [..., nb, 1]
+        key = (self.name, kw["rounding"])
+        m = _block_amax(xb.reshape(-1, size), key).view(*xb.shape[:-1], 1)  # [..., nb, 1]
+        # ~15 ops over all block scales at once: a thread count is chosen for them too
+        scales: list[torch.Tensor | None] = []
+
+        def scale_pass(i: int, j: int) -> int:
+            scales.extend(self._scales(xb, m, amax, coarse, saturate))
+            return m.numel()
+
+        chunk_loop(1, 1, scale_pass, key=(key, "scales"), cpu=x.device.type == "cpu")
+        shape = (*xb.shape[:-1], 1)
+        per_block = [t.expand(shape).reshape(-1, 1) for t in scales if t is not None]
+
+        def fn(b: torch.Tensor, sc: list[torch.Tensor]) -> torch.Tensor:
+            y = self._elem(b / sc[0], kw, saturate).mul_(sc[1])
+            return y.mul_(sc[2]) if len(sc) == 3 else y
+
+        out = _map_rows(xb.reshape(-1, size), per_block, fn, key)
+        return _unblock(out.view(xb.shape), x.shape, pad)
+
+    def _scales(self, xb, m, amax, coarse: Coarse, saturate: bool) -> tuple:
+        """(divisor d, multipliers m1, m2 or None) per block, from the blocks' amax `m`."""
+        import torch
+
         if self.kind == "mx":
             self._no_amax(amax)
             if not saturate:
@@ -276,15 +458,7 @@ class ScaledFormat:
                 s_q = torch.where(torch.isnan(s), float("nan"), s_q)
                 d = s_q * gamma if self.order == "reround" else torch.where(s == 0, 1.0, s)
                 m1, m2 = s_q, gamma
-        shape = (*xb.shape[:-1], 1)
-        per_block = [t.expand(shape).reshape(-1, 1) for t in (d, m1, m2) if t is not None]
-
-        def fn(b: torch.Tensor, sc: list[torch.Tensor]) -> torch.Tensor:
-            y = self._elem(b / sc[0], kw, saturate).mul_(sc[1])
-            return y.mul_(sc[2]) if len(sc) == 3 else y
-
-        out = _map_rows(xb.reshape(-1, size), per_block, fn)
-        return _unblock(out.view(xb.shape), x.shape, pad)
+        return d, m1, m2
 
     def _no_amax(self, amax: object) -> None:
         if amax is not None:
@@ -335,42 +509,64 @@ class ScaledFormat:
         return torch.where(gamma == 0, 1.0, gamma)
 
 
-def _block_amax(blocks: torch.Tensor) -> torch.Tensor:
+def _block_amax(blocks: torch.Tensor, key: object) -> torch.Tensor:
     """max |x| of every row of [n, size] blocks (NaN where non-finite), in cache-sized chunks:
     torch's reduction over a short inner dim is slow, |x| of a hot chunk is cheap."""
     import torch
 
-    from picojoule.formats.cast import CHUNK
+    from picojoule.formats.cast import CHUNK, chunk_loop
 
     n, size = blocks.shape
     out = torch.empty(n, 1, dtype=blocks.dtype, device=blocks.device)
-    step = max(1, CHUNK // size)
-    for i in range(0, n, step):
-        torch.amax(blocks[i : i + step].abs(), dim=-1, keepdim=True, out=out[i : i + step])
-    return torch.where(torch.isfinite(out), out, float("nan"))
+
+    def body(i: int, j: int) -> int:
+        m = torch.amax(blocks[i:j].abs(), dim=-1, keepdim=True)
+        out[i:j] = torch.where(torch.isfinite(m), m, float("nan"))
+        return (j - i) * size
+
+    cpu = blocks.device.type == "cpu"
+    chunk_loop(n, max(1, CHUNK // size), body, key=(key, "amax"), cpu=cpu)
+    return out
 
 
-def _map_rows(rows: torch.Tensor, per_row: list[torch.Tensor], fn) -> torch.Tensor:
-    """Apply `fn(rows_chunk, [per_row_chunk...])` over cache-sized chunks of a 2-D tensor.
+def _map_rows(rows: torch.Tensor, per_row: list[torch.Tensor], fn, key: object) -> torch.Tensor:
+    """Apply `fn(rows_chunk, [per_row_chunk...])` over cache-sized chunks of a 2-D tensor, each
+    with the thread count `cast.chunk_loop` picks for `key`.
 
     Rows longer than a chunk are split along their length (per-row values are shared)."""
     import torch
 
-    from picojoule.formats.cast import CHUNK
+    from picojoule.formats.cast import CHUNK, chunk_loop
 
     n, k = rows.shape
-    if n * k <= CHUNK:
-        return fn(rows, per_row)
+    cpu = rows.device.type == "cpu"
+    if n * k <= CHUNK:  # one chunk: no output buffer to copy into
+        res = [rows]
+
+        def one(i: int, j: int) -> int:
+            res[0] = fn(rows, per_row)
+            return n * k
+
+        chunk_loop(1, 1, one, key=key, cpu=cpu)
+        return res[0]
     out = torch.empty_like(rows)
-    if k >= CHUNK:
-        for i in range(n):
-            pr = [t[i : i + 1] for t in per_row]
-            for j in range(0, k, CHUNK):
-                out[i : i + 1, j : j + CHUNK] = fn(rows[i : i + 1, j : j + CHUNK], pr)
+    if k >= CHUNK:  # items: (row, column chunk) pairs
+        cols = -(-k // CHUNK)
+
+        def part(i: int, _: int) -> int:
+            r, c = divmod(i, cols)
+            sl = slice(c * CHUNK, min((c + 1) * CHUNK, k))
+            out[r : r + 1, sl] = fn(rows[r : r + 1, sl], [t[r : r + 1] for t in per_row])
+            return sl.stop - sl.start
+
+        chunk_loop(n * cols, 1, part, key=key, cpu=cpu)
         return out
-    step = max(1, CHUNK // k)
-    for i in range(0, n, step):
-        out[i : i + step] = fn(rows[i : i + step], [t[i : i + step] for t in per_row])
+
+    def body(i: int, j: int) -> int:
+        out[i:j] = fn(rows[i:j], [t[i:j] for t in per_row])
+        return (j - i) * k
+
+    chunk_loop(n, max(1, CHUNK // k), body, key=key, cpu=cpu)
     return out
 
 
