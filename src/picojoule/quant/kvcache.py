@@ -33,6 +33,11 @@ KV-cache papers evaluate perplexity with fake quantization (e.g. KVQuant, Hooper
 
 Two-level formats (NVFP4's fp32 tensor scale, VS-Quant's gamma) take their coarse scale per
 row of the grouped layout (per token for `token`), never across tokens a cache has not seen.
+
+Key rotation (`install_key_rotation(model, H)`, set by `rotate:hadamard`): QuaRot rotates
+queries and keys by a per-head Hadamard H after RoPE, so the cache stores round(K H). With a
+`kv:` format installed (before or after), the cache then returns round(K H) H^T to the
+unrotated attention - the same scores, see `KVQuantCache.update`.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ from typing import Any, Literal
 import torch
 import torch.nn as nn
 
-from picojoule.errors import ConfigError, PicojouleError, nearest
+from picojoule.errors import ConfigError, PicojouleError, ShapeError, nearest
 
 __all__ = [
     "KVSpec",
@@ -53,6 +58,8 @@ __all__ = [
     "install_kv",
     "check_kv_model",
     "kv_spec_of",
+    "install_key_rotation",
+    "key_rotation_of",
     "KV_GRANULARITIES",
 ]
 
@@ -167,14 +174,25 @@ def _cache_class() -> type:
         def __init__(self, spec: KVSpec, **kwargs: Any) -> None:
             super().__init__(**kwargs)
             self.kv_spec = spec
+            self.key_rotation: torch.Tensor | None = None  # head_dim x head_dim, orthogonal
 
         def update(self, key_states, value_states, layer_idx, *args, **kwargs):  # type: ignore[override]
             keys, values = super().update(key_states, value_states, layer_idx, *args, **kwargs)
             spec = self.kv_spec
-            return (
-                round_kv(keys, spec, spec.key_granularity),
-                round_kv(values, spec, spec.value_granularity),
-            )
+            rot = self.key_rotation
+            if rot is None:
+                k = round_kv(keys, spec, spec.key_granularity)
+            else:
+                # QuaRot rotates queries and keys online by H after RoPE and caches round(K H).
+                # Since H H^T = I, (q H)(round(K H))^T = q (round(K H) H^T)^T: returning
+                # round(K H) H^T to the unrotated attention gives the same scores.
+                if rot.shape[0] != keys.shape[-1]:
+                    raise ShapeError(
+                        f"key rotation of order {rot.shape[0]} on keys of head_dim {keys.shape[-1]}"
+                    )
+                r = rot.to(device=keys.device, dtype=keys.dtype)
+                k = round_kv(keys @ r, spec, spec.key_granularity) @ r.T
+            return k, round_kv(values, spec, spec.value_granularity)
 
     return KVQuantCache
 
@@ -204,6 +222,7 @@ def _inject(model: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
     given = next((kwargs[n] for n in _CACHE_KWARGS if kwargs.get(n) is not None), None)
     if given is None or getattr(given, "kv_spec", None) != spec:  # ours passes back as is
         given = kv_cache(spec, model.config, like=given)
+    given.key_rotation = getattr(model, "kv_key_rotation", None)  # read at each pass
     kwargs = {k: v for k, v in kwargs.items() if k not in _CACHE_KWARGS}
     kwargs[model.kv_cache_kwarg] = given  # type: ignore[index]
     kwargs["use_cache"] = True
@@ -241,3 +260,24 @@ def kv_spec_of(model: nn.Module) -> KVSpec | None:
     """The `kv:` spec installed on `model` (None: its cache is float)."""
     spec = getattr(model, "kv_spec", None)
     return spec if isinstance(spec, KVSpec) else None
+
+
+def install_key_rotation(model: nn.Module, rotation: torch.Tensor) -> None:
+    """Make `model`'s quantized KV cache store keys rotated by `rotation` (head_dim x head_dim,
+    orthogonal; QuaRot's per-head Hadamard): round(K R) R^T is what attention reads. Applies
+    only while a `kv:` format is installed (`install_kv`, before or after this call)."""
+    r = torch.as_tensor(rotation).detach()
+    if r.dim() != 2 or r.shape[0] != r.shape[1] or not r.is_floating_point():
+        raise ShapeError(f"a key rotation is a square float matrix, not {tuple(r.shape)}")
+    eye = torch.eye(r.shape[0], dtype=torch.float64)
+    if not torch.allclose(r.double() @ r.double().T, eye, atol=1e-6):
+        raise ShapeError("a key rotation must be orthogonal (R R^T = I)")
+    if getattr(model, "kv_key_rotation", None) is not None:
+        raise ConfigError("this model's KV cache already rotates its keys; rotations do not stack")
+    model.kv_key_rotation = r.to(torch.float64).cpu()
+
+
+def key_rotation_of(model: nn.Module) -> torch.Tensor | None:
+    """The key rotation installed on `model` (None: keys are stored as computed)."""
+    r = getattr(model, "kv_key_rotation", None)
+    return r if isinstance(r, torch.Tensor) else None

@@ -36,8 +36,11 @@ __all__ = [
 
 
 def ste(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """Straight-through estimator: the value of `q`, the gradient of `x`."""
-    return x + (q - x).detach()
+    """Straight-through estimator: the value of `q`, the gradient of `x`.
+
+    Written q + (x - x.detach()), not x + (q - x).detach(): x - x.detach() is exactly 0, so
+    the value is q bit for bit even when q is far from x (a GPTQ-solved weight)."""
+    return q.detach() + (x - x.detach())
 
 
 def reduction_last(t: torch.Tensor, role: str) -> torch.Tensor:
@@ -81,15 +84,29 @@ def _fake_quant(fmt: Format, t: torch.Tensor, role: str, rounding: str, amax=Non
 
 
 class WeightFakeQuant(nn.Module):
-    """Parametrization: weight -> fake-quantized weight (STE gradient)."""
+    """Parametrization: weight -> fake-quantized weight (STE gradient).
+
+    `solved`: values an algorithm chose on the format's grid (GPTQ's error feedback picks
+    them column by column, so rounding the float weight again would not give them back); when
+    set, they are the layer's weight and the float original stays as it was (a tied embedding
+    keeps its float values; `report` measures the error against the float weight)."""
+
+    solved: torch.Tensor | None
 
     def __init__(self, fmt: Format, rounding: str = "nearest_even") -> None:
         super().__init__()
         self.fmt = fmt
         self.rounding = rounding
+        self.register_buffer("solved", None)
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
+        if self.solved is not None:
+            return ste(w, self.solved.to(w.dtype))
         return ste(w, _fake_quant(self.fmt, w, "weight", self.rounding))
+
+    def set_solved(self, q: torch.Tensor) -> None:
+        """Fix the weight to `q` (reduction-last layout undone: the module's weight shape)."""
+        self.solved = q.detach().clone()
 
     def extra_repr(self) -> str:
         return f"{self.fmt.name}, rounding={self.rounding}"
