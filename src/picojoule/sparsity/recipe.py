@@ -8,6 +8,8 @@ Text form: comma-separated entries; the first without `=` is the default pattern
     "2:4,fc1=1:4,conv3=dense"           per-layer globs, first match wins ("dense" = leave alone)
     "unstructured:0.5,skip=conv*|fc2"   skip globs, `|`-separated
     "2:4,first_conv=sparse,classifier=sparse"   prune those too
+    "sparsegpt-2:4"                     masks chosen by SparseGPT from calibration data
+                                        (`picojoule.sparsity.calibrated`; N:M and unstructured)
 
 Why the default skips: the first conv sees raw pixels through very few input channels (too
 few for an N:M group, and accuracy-sensitive) and the classifier maps features to labels
@@ -25,6 +27,7 @@ from picojoule.sparsity.patterns import Pattern, parse_pattern
 __all__ = ["SparsityConfig", "parse_recipe", "pattern_for", "DENSE"]
 
 DENSE = "dense"
+METHODS = ("magnitude", "sparsegpt")
 _ROLE_VALUES = {"dense": True, "sparse": False}
 
 
@@ -42,6 +45,7 @@ class SparsityConfig:
     """
 
     pattern: str = "2:4"
+    method: str = "magnitude"  # or "sparsegpt": masks and weight updates from calibration data
     layers: tuple[tuple[str, str], ...] = ()
     skip: tuple[str, ...] = ()
     skip_first_conv: bool = True
@@ -49,7 +53,14 @@ class SparsityConfig:
     resolved_skips: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
-        parse_pattern(self.pattern)
+        pat = parse_pattern(self.pattern)
+        if self.method not in METHODS:
+            raise ConfigError(f"sparsity method {self.method!r}: use one of {', '.join(METHODS)}")
+        if self.method == "sparsegpt" and pat.kind not in ("nm", "unstructured"):
+            raise ConfigError(
+                f"sparsegpt-{self.pattern}: SparseGPT chooses N:M or unstructured masks; "
+                "use e.g. sparsegpt-2:4 or sparsegpt-unstructured:0.5"
+            )
         for glob, value in self.layers:
             if not glob:
                 raise ConfigError("a per-layer override needs a module-name glob, e.g. fc*=1:4")
@@ -114,8 +125,12 @@ def parse_recipe(text: str) -> SparsityConfig:
             roles[key] = _ROLE_VALUES[value]
         else:
             layers.append((key, value))
+    method = "magnitude"
+    if pattern.startswith("sparsegpt-"):
+        method, pattern = "sparsegpt", pattern.removeprefix("sparsegpt-")
     return SparsityConfig(
         pattern=pattern or "2:4",
+        method=method,
         layers=tuple(layers),
         skip=tuple(skip),
         skip_first_conv=roles["first_conv"],
