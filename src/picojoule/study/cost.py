@@ -8,7 +8,9 @@ formats and measured densities. Operands no recipe rounds are FP32, the study's 
 products take the format the recipe's `attn:` rounds them to (`picojoule.quant.products`), so
 accuracy and cost describe the same computation.
 On top it records the multiplies the recipe really needs (Winograd needs fewer) and the
-Winograd transform additions. `recipe_costs` hands the layers to each target's model.
+Winograd transform additions, and the adds and multiplies of online Hadamard rotations
+(`rotate:`; n log2 n adds per vector for a power-of-two n) on the layer they run before.
+`recipe_costs` hands the layers to each target's model.
 """
 
 from __future__ import annotations
@@ -77,9 +79,19 @@ def layer_counts(model: nn.Module, example: Any) -> list[LayerCount]:
             continue
         if hasattr(c.module, "tile") and isinstance(c.module, nn.Conv2d):  # WinogradConv2d
             mults, tadds = _winograd_ops(c.module, c.out_shape)
+        rotation = getattr(c.module, "pj_rotation", None)
+        if rotation is not None:  # online Hadamards (picojoule.quant.algorithms), per row
+            tokens = c.layer.macs // max(1, _row_macs(c.module))
+            tadds += tokens * rotation[0]
+            mults += tokens * rotation[1]
         rows.append(LayerCount(layer=c.layer, kind=layer_kind(c.module), mults=mults,
                                transform_adds=tadds))  # fmt: skip
     return rows
+
+
+def _row_macs(m: nn.Module) -> int:
+    """MACs of one input row (token) of a Linear: in x out."""
+    return int(getattr(m, "in_features", 1)) * int(getattr(m, "out_features", 1))
 
 
 def recipe_costs(

@@ -111,6 +111,11 @@ class Recipe:
                     f"recipe {self.name!r}: quant {self.quant!r} quantizes nothing; leave quant "
                     "out for a float baseline, or give w:/a:/attn:/kv: formats"
                 )
+            if cfg.wcal == "gptq" and self.finetune_steps:
+                raise ConfigError(
+                    f"recipe {self.name!r}: wcal:gptq fixes the weights' quantized values, so "
+                    "fine-tuning could not change them; drop finetune_steps or use wcal:rtn"
+                )
         if self.sparsity:
             try:
                 parse_sparsity(self.sparsity)
@@ -206,6 +211,26 @@ _LLM_SHOOTOUT = [
     _r("nvfp4+kv:e4m3", quant="w:nvfp4,kv:e4m3"),
     _r("kv:int4 kivi", quant="kv:int4@kivi"),
 ]
+# RTN vs the post-training algorithms LLM users expect (picojoule.quant.algorithms)
+_LLM_ALGORITHMS = [
+    _r("fp32"),
+    *[
+        _r(f"{label} {alg}", quant=f"w:{fmt}" + ("" if alg == "rtn" else f",wcal:{alg}"))
+        for label, fmt in (("int4/g128", "int4/block128"), ("nvfp4", "nvfp4"), ("mxfp4", "mxfp4"))
+        for alg in ("rtn", "gptq", "awq")
+    ],
+    _r("W8A8 dynamic", quant="w:int8,a:int8"),
+    _r("W8A8 static", quant="w:int8,a:int8,cal:max"),
+    _r("W8A8 static+smooth", quant="w:int8,a:int8,cal:max,smooth:0.5"),
+    _r("W4A4 nvfp4", quant="w:nvfp4,a:nvfp4"),
+    _r("W4A4 nvfp4+hadamard", quant="w:nvfp4,a:nvfp4,rotate:hadamard"),
+    _r("W4A4 nvfp4+block16", quant="w:nvfp4,a:nvfp4,rotate:block16"),
+    _r("W4A4 mxfp4", quant="w:mxfp4,a:mxfp4"),
+    _r("W4A4 mxfp4+hadamard", quant="w:mxfp4,a:mxfp4,rotate:hadamard"),
+    _r("W4A4 mxfp4+block32", quant="w:mxfp4,a:mxfp4,rotate:block32"),
+    _r("2:4 magnitude", sparsity="2:4"),
+    _r("2:4 sparsegpt", sparsity="sparsegpt-2:4"),
+]
 # What `make demo` runs: every lever once, on the default model.
 _DEFAULT = [
     *_FORMATS,
@@ -223,6 +248,7 @@ PRESETS: dict[str, list[Recipe]] = {
     "sparsity": _SPARSITY,
     "winograd": _WINOGRAD,
     "llm-shootout": _LLM_SHOOTOUT,
+    "llm-algorithms": _LLM_ALGORITHMS,
 }
 
 

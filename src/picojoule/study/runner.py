@@ -24,9 +24,13 @@ from picojoule.study.recipes import Recipe, check_recipes
 from picojoule.study.store import ResultCache
 from picojoule.study.tasks import Task, fingerprint
 
-__all__ = ["RecipeResult", "StudyResult", "run", "apply_recipe"]
+__all__ = ["RecipeResult", "StudyResult", "run", "apply_recipe", "ALGORITHM_BATCHES"]
 
-RESULT_VERSION = 6  # bump when what a recipe result holds changes (invalidates cached rows)
+# calibration batches for GPTQ/AWQ/SmoothQuant (an LM task's are windows of --seq-len tokens;
+# GPTQ's reference uses 128 x 2048 tokens, we use 32 x seq-len to stay within minutes on 2 cores)
+ALGORITHM_BATCHES = 32
+
+RESULT_VERSION = 7  # bump when what a recipe result holds changes (invalidates cached rows)
 # Everything that shapes a recipe's numbers: a change in any of them invalidates cached rows.
 # (The report's rendering is not among them: re-rendering needs no recomputation.)
 _RESULT_CODE = ("picojoule.formats", "picojoule.quant", "picojoule.sparsity", "picojoule.winograd",
@@ -46,6 +50,8 @@ class RecipeResult:
     costs: dict[str, dict[str, Any]]  # target name -> its bill, in the study's target order
     applied: dict[str, list[str]]
     seconds: float
+    # rotate:/smooth:/wcal: - wall time per step (s), online rotations, what each step did
+    algorithms: dict[str, Any] = field(default_factory=dict)
     cached: bool = False
 
     @property
@@ -100,8 +106,13 @@ class StudyResult:
         return m if self.higher_is_better else -m
 
 
-def apply_recipe(model: nn.Module, recipe: Recipe, task: Task) -> dict[str, list[str]]:
-    """Apply the recipe's levers in place; returns what each lever did per layer."""
+def apply_recipe(
+    model: nn.Module, recipe: Recipe, task: Task, algorithms: dict[str, Any] | None = None
+) -> dict[str, list[str]]:
+    """Apply the recipe's levers in place; returns what each lever did per layer.
+
+    algorithms: filled with the calibration algorithms' wall times (s) and online rotations
+    when the recipe has rotate:/smooth:/wcal: keys."""
     done: dict[str, list[str]] = {}
     if recipe.winograd:
         from picojoule.winograd import winogradize_
@@ -110,14 +121,37 @@ def apply_recipe(model: nn.Module, recipe: Recipe, task: Task) -> dict[str, list
         done["winograd"] = _summarise(recs, recipe, "winograd")
     if recipe.sparsity:
         from picojoule.sparsity import sparsify_
+        from picojoule.sparsity.recipe import parse_recipe as parse_sparsity
 
         recs = sparsify_(model, recipe.sparsity)
         done["sparsity"] = _summarise(recs, recipe, "sparsity")
+        if parse_sparsity(recipe.sparsity).method == "sparsegpt":
+            from picojoule.sparsity.calibrated import sparsegpt_
+
+            t0 = time.perf_counter()
+            batches = task.calibration_batches(ALGORITHM_BATCHES)
+            done["algorithms"] = sparsegpt_(model, batches)
+            if algorithms is not None:
+                algorithms.setdefault("seconds", {})["sparsegpt"] = time.perf_counter() - t0
+                algorithms["calibration_batches"] = len(batches)
     if recipe.quant:
         from picojoule.quant import calibrate, quantize_
+        from picojoule.quant.algorithms import apply_algorithms_, needs_algorithms
+        from picojoule.quant.recipe import parse_recipe
 
-        recs = quantize_(model, recipe.quant, overrides=getattr(task, "quant_overrides", None))
-        done["quant"] = _summarise(recs, recipe, "quant")
+        overrides = getattr(task, "quant_overrides", None)
+        if needs_algorithms(parse_recipe(recipe.quant, overrides)):
+            batches = task.calibration_batches(ALGORITHM_BATCHES)
+            rep = apply_algorithms_(model, recipe.quant, batches, overrides=overrides)
+            done["quant"] = _summarise(rep.applied, recipe, "quant")
+            done["algorithms"] = [*done.get("algorithms", []), *rep.lines]
+            if algorithms is not None:
+                algorithms.setdefault("seconds", {}).update(rep.seconds)
+                algorithms["online"] = [r.to_dict() for r in rep.online]
+                algorithms["calibration_batches"] = len(batches)
+        else:
+            recs = quantize_(model, recipe.quant, overrides=overrides)
+            done["quant"] = _summarise(recs, recipe, "quant")
         calibrate(model, task.calibration_batches(4))
     if recipe.finetune_steps:
         batches = getattr(task, "train_batches", lambda: None)()
@@ -212,7 +246,8 @@ def _evaluate_recipe(
     # Every recipe, the baseline too: nn.MultiheadAttention's projections and products, and
     # GPT-2-style Conv1D projections, become modules and calls that levers and costs reach.
     exposed = expose_layers_(model)
-    applied = apply_recipe(model, recipe, task)
+    algorithms: dict[str, Any] = {}
+    applied = apply_recipe(model, recipe, task, algorithms)
     if exposed:
         applied = {"exposed": [f"{r.name}: {r.action or r.reason}" for r in exposed], **applied}
     model.eval()
@@ -242,6 +277,7 @@ def _evaluate_recipe(
         costs=costs,
         applied=applied,
         seconds=time.perf_counter() - t0,
+        algorithms=algorithms,
     )
 
 

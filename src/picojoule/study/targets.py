@@ -151,8 +151,12 @@ def _gpu_bill(counts: list[LayerCount], target: str, measured: dict | None) -> d
     spec = gpu(target)
     rl = roofline(_workload(counts), spec)
     rows = []
+    extra_s = 0.0
     for c, b in zip(counts, rl.layers, strict=True):
-        e = spec.tdp_w * b.min_time_s * 1e12
+        # online rotations run on the CUDA cores (fp32 peak) next to the GEMM, not in it
+        t_rot = max(0, c.transform_adds + 2 * (c.mults - c.macs)) / spec.peak("fp32")
+        extra_s += t_rot
+        e = spec.tdp_w * (b.min_time_s + t_rot) * 1e12
         rows.append({"name": c.name, "energy_pj": e, "math_pj": b.math_energy_pj,
                      "memory_pj": b.memory_energy_pj, "cycles": None,
                      "sol_energy_pj": b.min_energy_pj, "bound": b.bound,
@@ -182,7 +186,7 @@ def _gpu_bill(counts: list[LayerCount], target: str, measured: dict | None) -> d
         "energy_pj": energy,
         "sol_energy_pj": sol,
         "sol_ratio": energy / sol if sol else None,
-        "latency_s": rl.min_time_s,
+        "latency_s": rl.min_time_s + extra_s,
         "utilization": None,
         "layers_energy": rows,
         "assumptions": [
@@ -208,7 +212,7 @@ def _accelerator_bill(counts: list[LayerCount], target: str) -> dict[str, Any]:
     for c, r in zip(counts, cost.layers, strict=True):
         e = r.energy_pj
         math_pj = r.result.cost.mac_energy_pj
-        if c.mults != c.macs:  # Winograd: fewer multiplies, plus transform additions
+        if c.mults != c.macs or c.transform_adds:  # Winograd, online rotations: extra math
             e += math_pj * (c.mults / c.macs - 1.0) + c.transform_adds * _add_pj(
                 c.layer.input_format
             )
