@@ -35,7 +35,7 @@ import torch
 import torch.nn as nn
 
 from picojoule.errors import ConfigError
-from picojoule.quant.capture import Stage, StageLayer, sequential
+from picojoule.quant.capture import Stage, StageLayer, observe_all, sequential
 from picojoule.quant.recipe import QuantConfig, parse_recipe
 
 __all__ = ["AlgorithmReport", "apply_algorithms_", "needs_algorithms", "TOKENS_PER_LAYER"]
@@ -108,7 +108,12 @@ def apply_algorithms_(
         for n, m in model.named_modules()
         if isinstance(m, SUPPORTED) and not isinstance(m, nn.Linear) and quantized(n, m)
     ]
-    if cfg.rotate is not None:
+    if cfg.rotate == "hadamard" and not _llama_family(model):
+        lines.append(
+            "rotate:hadamard: skipped - it needs a Llama-family causal LM (residual stream, "
+            "RMSNorm, q/k/v/o and gate/up/down); rotate:block<N> rotates any model's Linears"
+        )
+    elif cfg.rotate is not None:
         t0 = time.perf_counter()
         say(f"rotate:{cfg.rotate}")
         online += _rotate(model, cfg, set(linears))
@@ -153,6 +158,17 @@ def _rotate(model: nn.Module, cfg: QuantConfig, linears: set[str]) -> list[Any]:
         return list(rotate.rotate_hadamard_(model, online_kv=cfg.kv is not None))
     block = int(cfg.rotate.removeprefix("block"))
     return list(rotate.rotate_block_(model, block, filter_fn=lambda m, n: n in linears))
+
+
+def _llama_family(model: nn.Module) -> bool:
+    from picojoule.errors import PicojouleError
+    from picojoule.quant.rotate import _llama_parts
+
+    try:
+        _llama_parts(model)
+    except PicojouleError:
+        return False
+    return True
 
 
 def _attach_costs(model: nn.Module, online: Sequence[Any]) -> None:
@@ -236,7 +252,14 @@ def _smooth(model: nn.Module, linears: list[str], batches: list[Any], alpha: flo
         fold_scales_(target[1], [layer.module for layer in layers], s)
         folded += 1
 
-    _with_stages(model, linears, batches, lambda n, m: ChannelAbsMax(), update)
+    # the folds are exact, so one pass collects every stage's statistics
+    stages, observers = observe_all(model, linears, batches, lambda n, m: ChannelAbsMax())
+    model._pj_stages = stages  # type: ignore[assignment]
+    try:
+        for stage in stages:
+            update([StageLayer(n, modules[n], observers[n]) for n in stage.names], stage)
+    finally:
+        del model._pj_stages
     lines.append(
         f"smooth:{alpha:g}: scales folded into {folded} producer(s); {skipped} stage(s) read an "
         "input no norm or linear alone produces, left unsmoothed"

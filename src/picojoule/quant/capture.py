@@ -321,3 +321,41 @@ def _observe_stage(
         for h in handles:
             h.remove()
     update(layers, stage)
+
+
+def observe_all(
+    model: nn.Module,
+    names: Sequence[str],
+    batches: Iterable[Any],
+    observer: Callable[[str, nn.Module], Any],
+) -> tuple[list[Stage], dict[str, Any]]:
+    """One pass over `batches` feeding every layer's input to its observer at once: for
+    statistics an update does not change (an exact scale fold leaves every later input as it
+    was), this replaces `sequential`'s pass per stage. Returns (stages, name -> observer)."""
+    batches = list(batches)
+    if not batches:
+        raise ConfigError("calibration: no calibration batches; the task gave none")
+    modules = dict(model.named_modules())
+    was_training = model.training
+    model.eval()
+    observers = {n: observer(n, modules[n]) for n in names}
+    handles = [
+        modules[n].register_forward_pre_hook(
+            lambda m, args, obs=observers[n]: (
+                obs.add_batch(args[0].detach())
+                if args and isinstance(args[0], torch.Tensor)
+                else None
+            )
+        )
+        for n in names
+    ]
+    try:
+        with torch.no_grad():
+            stages = trace_stages(model, names, batches[0])
+            for batch in batches:
+                run_batch(model, batch)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return stages, observers
