@@ -116,10 +116,23 @@ def study(
     quantize_lm_head: bool = typer.Option(
         False, "--quantize-lm-head", help="LMs: quantize the LM head too (default: float)"
     ),
+    backend: str = typer.Option(
+        "local",
+        help="local (this process) | ray (recipes as Ray tasks, one CPU each, one GPU each "
+        "where the cluster has GPUs; same results, same cache)",
+    ),
+    address: str = typer.Option(
+        None,
+        metavar="HOST:PORT",
+        help="with --backend ray: join the Ray cluster there (default: start a local Ray)",
+    ),
 ) -> None:
     """Run recipes on a model: accuracy, bits, energy, latency per recipe; write a report."""
     if threads < 0:
         raise PicojouleError(f"--threads {threads}: give 0 (default) or a positive count")
+    from picojoule.study.backends import check_backend
+
+    check_backend(backend, address)  # an unknown backend or a silent address: one line, now
     import torch
 
     torch.set_num_threads(threads or idle_threads(torch.get_num_threads()))
@@ -160,7 +173,9 @@ def study(
             def progress(name: str, i: int, n: int) -> None:
                 bar.update(job, completed=i, total=n, description=f"recipe {name}")
 
-            result = run(task, recs, target=targets, cache=db, progress=progress, measured=measured)
+            result = run(task, recs, target=targets, cache=db, progress=progress,
+                         measured=measured, backend=backend, address=address,
+                         factory=make_task)  # fmt: skip
         console.print(summary_table(result))
         jpath, hpath = write_report(result, out_dir)
     console.print(f"report: {hpath}  data: {jpath}")

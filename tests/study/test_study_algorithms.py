@@ -64,6 +64,13 @@ def test_digits_study_with_every_algorithm() -> None:
     billed = {r["name"]: r["energy_pj"] for r in block.cost["layers_energy"]}
     unrotated = {r["name"]: r["energy_pj"] for r in by["mxfp4"].cost["layers_energy"]}
     assert billed["9"] > unrotated["9"] and billed["5"] == pytest.approx(unrotated["5"])
+    from picojoule.study.report import render_html, summary_table, to_json
+
+    table = summary_table(res)
+    assert "calib s" in [c.header for c in table.columns]
+    assert "online rotation ops/token" in render_html(res)
+    row = next(r for r in to_json(res)["recipes"] if r["name"] == "mxfp4 block32")
+    assert row["algorithms"]["online"][0]["adds"] == 256 * 5  # per token, fc1
     sgpt = by["2:4 sparsegpt"]
     assert sgpt.algorithms["seconds"]["sparsegpt"] > 0
     assert any("re-masked" in line for line in sgpt.applied["algorithms"])

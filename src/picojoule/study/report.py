@@ -17,7 +17,7 @@ from typing import Any
 from rich.table import Table
 
 from picojoule.fsio import atomic_write_text, dumps_json, prepare_out_dir
-from picojoule.study.runner import StudyResult
+from picojoule.study.runner import RecipeResult, StudyResult
 
 __all__ = ["REPORT_SCHEMA", "to_json", "summary_table", "write_report", "check_writable"]
 
@@ -106,6 +106,7 @@ def summary_table(study: StudyResult) -> Table:
         ("mults", "right"),
         *[(c, "right") for pair in per_target for c in pair],
         *([("measured", "right")] if has_measured else []),
+        *([("calib s", "right"), ("rot ops/tok", "right")] if has_algorithms(study) else []),
         ("front", "center"),
     ]:
         t.add_column(col, justify=just)  # type: ignore[arg-type]
@@ -121,6 +122,7 @@ def summary_table(study: StudyResult) -> Table:
             f"{r.cost.get('mults', 0):,}",
             *bills,
             *([_fmt_energy(r.cost.get("measured_energy_pj"))] if has_measured else []),
+            *(algorithm_cells(r) if has_algorithms(study) else ()),
             "*" if r.recipe.name in front else "",
         )
     t.caption = (
@@ -266,6 +268,18 @@ def _table(rows: list[list[Any]], head: list[str]) -> str:
     return f"<table><tr>{h}</tr>{body}</table>"
 
 
+def has_algorithms(study: StudyResult) -> bool:
+    return any(r.algorithms.get("seconds") for r in study.results)
+
+
+def algorithm_cells(r: RecipeResult) -> tuple[str, str]:
+    """(calibration wall time in s, online-rotation adds + multiplies per token) of a recipe;
+    "-" where it has none (folded scales and offline rotations cost nothing at run time)."""
+    secs = r.algorithms.get("seconds") or {}
+    ops = sum(o.get("adds", 0) + o.get("macs", 0) for o in r.algorithms.get("online") or [])
+    return (f"{sum(secs.values()):.0f}" if secs else "-"), (f"{ops:,}" if ops else "-")
+
+
 def _recipe_rows(study: StudyResult) -> list[list[Any]]:
     m = study.primary_metric
     rows = []
@@ -280,6 +294,7 @@ def _recipe_rows(study: StudyResult) -> list[list[Any]]:
             f"{c.get('mults', 0):,}", _fmt_energy(c.get("energy_pj")),
             _fmt_energy(c.get("sol_energy_pj")), _bill_cells(c)[2],
             _fmt_energy(c.get("measured_energy_pj")),
+            *(algorithm_cells(r) if has_algorithms(study) else ()),
         ])  # fmt: skip
     return rows
 
@@ -325,6 +340,8 @@ def render_html(study: StudyResult) -> str:
     head = ["recipe", "levers", study.primary_metric, "delta", "Pareto front", "bits/weight",
             "weight bytes", "MACs", "multiplies", "energy/inf", "SOL energy", "latency (us)",
             "measured GPU energy"]  # fmt: skip
+    if has_algorithms(study):
+        head += ["calibration (s)", "online rotation ops/token"]
     imgs = "".join(
         f'<h2>{title}</h2><img alt="{key}" src="{plots[key]}">'
         for key, title in (("pareto", f"{study.primary_metric} vs energy"),

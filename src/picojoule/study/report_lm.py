@@ -41,7 +41,12 @@ def lm_summary_table(study: StudyResult, front: set[str]) -> Table:
     title = f"picojoule study: {study.task} on {', '.join(study.targets)}"
     t = Table(title=escape(title), title_justify="left")
     metric = "ppl" if study.primary_metric == "perplexity" else study.primary_metric
+    from picojoule.study.report import algorithm_cells, has_algorithms
+
+    algs = has_algorithms(study)
     cols = [metric, "ratio", "top-1 %", "bits/w", "weight MiB", "KV MiB"]
+    if algs:
+        cols += ["calib s", "rot ops/tok"]
     for x in study.targets:
         cols += [f"{x} mJ/req", f"{x} tok/s"]
     t.add_column("recipe", no_wrap=True)
@@ -57,6 +62,7 @@ def lm_summary_table(study: StudyResult, front: set[str]) -> Table:
             f"{r.bits_per_weight:.2f}",
             f"{r.model_bytes / _MIB:.1f}",
             f"{r.cost.get('kv_cache_bytes', 0) / _MIB:.1f}",
+            *(algorithm_cells(r) if algs else ()),
         ]
         for x in study.targets:
             c = r.costs[x]
@@ -68,7 +74,14 @@ def lm_summary_table(study: StudyResult, front: set[str]) -> Table:
         f"ratio = {study.primary_metric} / the FP32 baseline's (lower is better); mJ/req = "
         f"{scenario.removeprefix('one request: ')}; tok/s = decode tokens per second; bits/w "
         "and weight MiB count every Linear (a float LM head too); KV MiB at the end of "
-        "decoding; front * = no recipe is both cheaper"
+        "decoding; "
+        + (
+            "calib s = wall time of the recipe's calibration algorithms; rot ops/tok = adds "
+            "and multiplies of its online Hadamards per token (billed in the energy); "
+            if algs
+            else ""
+        )
+        + "front * = no recipe is both cheaper"
         + (f" on {study.target}" if len(study.targets) > 1 else "")
         + f" and lower in {study.primary_metric}; per-phase detail in report.html"
     )

@@ -251,7 +251,9 @@ def _evaluate_recipe(
     if exposed:
         applied = {"exposed": [f"{r.name}: {r.action or r.reason}" for r in exposed], **applied}
     model.eval()
-    metrics = task.evaluate(model)
+    # fake-quantized weights are fixed from here on: round each once, not on every forward
+    with torch.nn.utils.parametrize.cached():
+        metrics = task.evaluate(model)
     bpw, nbytes, layers = _weights_summary(model)
     from picojoule.sparsity import report as sparsity_report
     from picojoule.sparsity import to_dict as sparsity_dict
@@ -261,12 +263,13 @@ def _evaluate_recipe(
         model, example_input=example if isinstance(example, torch.Tensor) else None
     )
     phases = getattr(task, "phases", None)
-    if phases is not None:  # a causal LM: prefill and decode, per token and per request
-        from picojoule.lm.phases import lm_costs
+    with torch.nn.utils.parametrize.cached():
+        if phases is not None:  # a causal LM: prefill and decode, per token and per request
+            from picojoule.lm.phases import lm_costs
 
-        costs = lm_costs(model, targets, phases, measured)
-    else:
-        costs = recipe_costs(model, example, targets, measured)
+            costs = lm_costs(model, targets, phases, measured)
+        else:
+            costs = recipe_costs(model, example, targets, measured)
     return RecipeResult(
         recipe=recipe,
         metrics=metrics,
@@ -310,6 +313,72 @@ def _measured_for(measured: Path | None, targets: tuple[str, ...]) -> dict | Non
     raise ConfigError(errors[-1])
 
 
+def _factory_of(task: Task) -> Callable[[], Task]:
+    """What builds `task` again in a Ray worker, without its model: the digits task's class,
+    MiniLM's with its directory, a user task's callables (its built model dropped)."""
+    import dataclasses
+    import functools
+
+    from picojoule.study.tasks import DigitsTask, MiniLMStudyTask, UserTask
+
+    if type(task) is DigitsTask:
+        return DigitsTask
+    if type(task) is MiniLMStudyTask:
+        return functools.partial(MiniLMStudyTask, task._task.model_dir)
+    if type(task) is UserTask:
+        return functools.partial(dataclasses.replace, dataclasses.replace(task, _model=None))
+    raise ConfigError(
+        f"backend 'ray' needs to rebuild task {getattr(task, 'name', type(task).__name__)!r} "
+        "in each worker: pass factory=picojoule.study.tasks.task_factory(...) (or any "
+        "picklable function that builds it)"
+    )
+
+
+def _run_on_ray(
+    factory: Callable[[], Task],
+    version: str,
+    recipes: Sequence[Recipe],
+    targets: tuple[str, ...],
+    gpu_runs: dict | None,
+    store: ResultCache | None,
+    study_key: str,
+    progress: Callable[[str, int, int], None] | None,
+    address: str | None,
+) -> list[RecipeResult]:
+    """The cached recipes from `store`, the others from Ray, each written to `store` as it
+    arrives (an interrupted run keeps them); returned in recipe order."""
+    import contextlib
+    import dataclasses
+
+    from picojoule.study.backends import ray_results
+
+    n = len(recipes)
+    found: list[RecipeResult | None] = [None] * n
+    for i, recipe in enumerate(recipes):
+        hit = store.get(study_key, recipe.key()) if store else None
+        if hit is not None:
+            hit.pop("recipe", None)
+            found[i] = RecipeResult(recipe=recipe, cached=True, **hit)
+    missing = [i for i, r in enumerate(found) if r is None]
+    done = n - len(missing)
+    if missing:
+        if progress:
+            progress("on Ray", done, n)  # then each recipe as it finishes
+        todo = [recipes[i] for i in missing]
+        arrivals = ray_results(factory, version, todo, targets, gpu_runs, address=address)
+        with contextlib.closing(arrivals):  # any error here cancels the tasks still out
+            for j, r in arrivals:
+                i = missing[j]
+                r = dataclasses.replace(r, recipe=recipes[i])  # the caller's own Recipe object
+                if store:
+                    store.put(study_key, recipes[i].key(), r.to_dict())
+                found[i] = r
+                done += 1
+                if progress:
+                    progress(recipes[i].name, done, n)
+    return [r for r in found if r is not None]
+
+
 def run(
     task: Task,
     recipes: Sequence[Recipe],
@@ -318,11 +387,23 @@ def run(
     cache: ResultCache | Path | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     measured: Path | None = None,
+    backend: str = "local",
+    address: str | None = None,
+    factory: Callable[[], Task] | None = None,
 ) -> StudyResult:
     """Run every recipe on `task` (cached, resumable); the first baseline recipe is the FP32
     reference for deltas (one is added if none is given). `target`: one name or several (each
     recipe is evaluated once and costed on every target). `measured`: a `picojoule bench gpu`
-    JSON from one of the target GPUs, whose board pJ/op then bills each layer there too."""
+    JSON from one of the target GPUs, whose board pJ/op then bills each layer there too.
+
+    `backend="ray"` runs the recipes the cache lacks as Ray tasks (`picojoule.study.backends`;
+    a new local Ray, or the cluster at `address`), writing each to the cache as it finishes;
+    the results are the local backend's, in recipe order. Workers build their own task with
+    `factory` (what `task_factory` returns; derived from `task` for the digits, MiniLM and
+    user-callable tasks), so no model is shipped."""
+    from picojoule.study.backends import check_backend
+
+    check_backend(backend, address)  # before any work: a bad backend or address fails at once
     recipes = check_recipes(recipes)  # before the model is built: a typo fails in a second
     if not any(r.is_baseline for r in recipes):
         recipes.insert(0, Recipe(name="fp32"))
@@ -341,18 +422,23 @@ def run(
     study_key = f"v{RESULT_VERSION}+{code}|{task.name}|{version}|{where}{mtag}"
     results: list[RecipeResult] = []
     try:
-        for i, recipe in enumerate(recipes):
-            if progress:
-                progress(recipe.name, i, len(recipes))
-            hit = store.get(study_key, recipe.key()) if store else None
-            if hit is not None:
-                hit.pop("recipe", None)
-                results.append(RecipeResult(recipe=recipe, cached=True, **hit))
-                continue
-            r = _evaluate_recipe(task, recipe, targets, gpu_runs)
-            if store:
-                store.put(study_key, recipe.key(), r.to_dict())
-            results.append(r)
+        if backend == "ray":
+            make = factory if factory is not None else _factory_of(task)
+            results = _run_on_ray(make, version, recipes, targets, gpu_runs, store, study_key,
+                                  progress, address)  # fmt: skip
+        else:
+            for i, recipe in enumerate(recipes):
+                if progress:
+                    progress(recipe.name, i, len(recipes))
+                hit = store.get(study_key, recipe.key()) if store else None
+                if hit is not None:
+                    hit.pop("recipe", None)
+                    results.append(RecipeResult(recipe=recipe, cached=True, **hit))
+                    continue
+                r = _evaluate_recipe(task, recipe, targets, gpu_runs)
+                if store:
+                    store.put(study_key, recipe.key(), r.to_dict())
+                results.append(r)
         if progress:
             progress("done", len(recipes), len(recipes))
     finally:
