@@ -172,10 +172,18 @@ def study(
 
             def progress(name: str, i: int, n: int) -> None:
                 bar.update(job, completed=i, total=n, description=f"recipe {name}")
+                if not console.is_terminal:  # a log file gets one line per step, not a bar
+                    console.print(f"[{i}/{n} done] {name}", highlight=False)
 
-            result = run(task, recs, target=targets, cache=db, progress=progress,
-                         measured=measured, backend=backend, address=address,
-                         factory=make_task)  # fmt: skip
+            try:
+                result = run(task, recs, target=targets, cache=db, progress=progress,
+                             measured=measured, backend=backend, address=address,
+                             factory=make_task)  # fmt: skip
+            except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (`main`): typer would say
+                from picojoule.interrupt import exit_code  # only "Aborted!"
+
+                _interrupted(db)
+                raise typer.Exit(exit_code(e)) from None
         console.print(summary_table(result))
         jpath, hpath = write_report(result, out_dir)
     console.print(f"report: {hpath}  data: {jpath}")
@@ -260,20 +268,31 @@ def main() -> None:
         pass  # core commands: no sub-app needed
     else:
         _mount(sys.argv)
+    from picojoule.interrupt import exit_code, sigterm_as_interrupt
+
     try:
-        app()
+        with sigterm_as_interrupt():  # `kill` stops a study as Ctrl-C does: cleanly, resumable
+            app()
     except PicojouleError as e:
         from rich.markup import escape
 
         # the message is user data: `round:up` must not become an emoji, `[x]` not markup
         console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, emoji=False)
         sys.exit(2)
-    except KeyboardInterrupt:
-        console.print(
-            "[yellow]interrupted[/]: finished recipes are in the cache; run the same command "
-            "again to resume"
+    except KeyboardInterrupt as e:
+        console.print("[yellow]interrupted[/]")
+        sys.exit(exit_code(e))
+
+
+def _interrupted(db: object) -> None:
+    console.print(
+        "[yellow]interrupted[/]: "
+        + (
+            "finished recipes are in the cache; run the same command again to resume"
+            if db is not None
+            else "nothing was cached (--no-cache): a rerun starts over"
         )
-        sys.exit(130)
+    )
 
 
 __all__ = ["app", "main"]
