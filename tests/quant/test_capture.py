@@ -140,3 +140,32 @@ def test_no_batches_is_refused() -> None:
     model = nn.Sequential(nn.Linear(4, 4))
     with pytest.raises(ConfigError, match="no calibration batches"):
         sequential(model, ["0"], [], observer=lambda n, m: _Sum(), update=_halve)
+
+
+def test_shared_input_feeds_one_observer_per_tensor() -> None:
+    from picojoule.quant import quantize_
+    from picojoule.quant.capture import SharedInput
+
+    made: list[_Sum] = []
+
+    def make(name: str, module: nn.Module) -> _Sum:
+        made.append(_Sum())
+        return made[-1]
+
+    model = _llama()
+    batches = [torch.randint(0, 97, (1, 8)) for _ in range(2)]
+    q, k, v = (f"model.layers.0.self_attn.{p}_proj" for p in "qkv")
+    seen: dict[str, object] = {}
+
+    def keep(layers, stage) -> None:
+        for layer in layers:
+            seen[layer.name] = layer.observer.stats
+
+    sequential(model, [q, k, v], batches, observer=SharedInput(make), update=keep)
+    assert seen[q] is seen[k] is seen[v] and seen[q].rows == 16  # fed once per batch
+    # behind their own activation fake-quant, each layer's input is its own tensor
+    model2 = _llama()
+    quantize_(model2, "a:int8")
+    sequential(model2, [q, k, v], batches, observer=SharedInput(make), update=keep)
+    assert len({id(seen[n]) for n in (q, k, v)}) == 3
+    assert all(seen[n].rows == 16 for n in (q, k, v))

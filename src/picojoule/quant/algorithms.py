@@ -35,7 +35,7 @@ import torch
 import torch.nn as nn
 
 from picojoule.errors import ConfigError
-from picojoule.quant.capture import Stage, StageLayer, observe_all, sequential
+from picojoule.quant.capture import SharedInput, Stage, StageLayer, observe_all, sequential
 from picojoule.quant.recipe import QuantConfig, parse_recipe
 
 __all__ = ["AlgorithmReport", "apply_algorithms_", "needs_algorithms", "TOKENS_PER_LAYER"]
@@ -320,7 +320,7 @@ def _awq(
 
     def update(layers: Sequence[StageLayer], stage: Stage) -> None:
         nonlocal folded, unfolded, clipped
-        x = layers[0].observer.tensor()
+        x = layers[0].observer.stats.tensor()
         quant, _, _ = _weight_quantizer(cfg, layers[0].name)
         target = _fold_target(model, stage, modules)
         if target is not None:
@@ -342,7 +342,11 @@ def _awq(
         say(f"awq: {','.join(stage.names)}")
 
     _with_stages(
-        model, weighted, batches, lambda n, m: _TokenSample(TOKENS_PER_LAYER, rows), update
+        model,
+        weighted,
+        batches,
+        SharedInput(lambda n, m: _TokenSample(TOKENS_PER_LAYER, rows)),
+        update,
     )
     mean_alpha = sum(alphas) / len(alphas) if alphas else float("nan")
     return [
@@ -432,7 +436,7 @@ def _gptq(
             quant = next(t for t in weight_transforms(m) if isinstance(t, WeightFakeQuant))
             # a pruned weight stays zero inside the loop (SparseGPT section 3.5)
             res = gptq_quantize(
-                w, layer.observer.hessian(), quant.fmt, block_size=_GPTQ_BLOCK,
+                w, layer.observer.stats.hessian().double(), quant.fmt, block_size=_GPTQ_BLOCK,
                 rounding=quant.rounding, mask=keep,
             )  # fmt: skip
             q = res.weight
@@ -441,7 +445,13 @@ def _gptq(
         say(f"gptq: {','.join(stage.names)}")
 
     _with_stages(
-        model, names, batches, lambda n, m: HessianAccumulator(modules[n].in_features), update
+        model,
+        names,
+        batches,
+        # float32 sums as the reference does (float64 doubles the time of the largest GEMMs);
+        # layers reading one tensor (q/k/v, gate/up) share one Hessian
+        SharedInput(lambda n, m: HessianAccumulator(modules[n].in_features, dtype=torch.float32)),
+        update,
     )
     return [
         f"wcal:gptq: {len(losses)} layer(s) solved column by column (blocks of {_GPTQ_BLOCK}, "

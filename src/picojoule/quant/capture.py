@@ -38,7 +38,16 @@ import torch.nn as nn
 
 from picojoule.errors import ConfigError
 
-__all__ = ["Observer", "Stage", "StageLayer", "sequential", "trace_stages", "run_batch"]
+__all__ = [
+    "Observer",
+    "SharedInput",
+    "Stage",
+    "StageLayer",
+    "sequential",
+    "trace_stages",
+    "run_batch",
+    "observe_all",
+]
 
 
 class Observer(Protocol):
@@ -61,6 +70,46 @@ class Stage:
 
     names: tuple[str, ...]
     producer: str | None
+
+
+class SharedInput:
+    """Makes layers that read the very same tensor share one observer, fed once per batch
+    (q/k/v share their input, so one Hessian serves all three: 3x less work). Layers whose
+    inputs are distinct tensors (each behind its own activation fake-quant) get their own.
+
+    `shared(name, module)` is an `observer` factory for `sequential`."""
+
+    def __init__(self, make: Callable[[str, nn.Module], Any]) -> None:
+        self._make = make
+        self._by_input: dict[int, _Fed] = {}
+
+    def __call__(self, name: str, module: nn.Module) -> Any:
+        return _Fed(self._make(name, module), self._by_input)
+
+
+class _Fed:
+    """An observer that hands a batch on once: a later layer with the same input tensor
+    reuses the first one's statistics (`stats`)."""
+
+    def __init__(self, inner: Any, by_input: dict[int, _Fed]) -> None:
+        self.inner = inner
+        self._by_input = by_input
+        self._last: torch.Tensor | None = None
+        self.source: _Fed = self
+
+    def add_batch(self, x: torch.Tensor) -> None:
+        first = self._by_input.get(id(x))
+        if first is not None and first is not self and first._last is x:
+            self.source = first  # the same tensor as an earlier layer's: its stats serve us
+            return
+        self._by_input[id(x)] = self
+        self._last = x
+        self.source = self
+        self.inner.add_batch(x)
+
+    @property
+    def stats(self) -> Any:
+        return self.source.inner
 
 
 class _Stop(Exception):
@@ -176,7 +225,7 @@ def _hooked(modules: dict[str, nn.Module], layers: Sequence[StageLayer]) -> list
 
         def pre(mod: nn.Module, args: tuple, layer: StageLayer = layer) -> None:
             if args and isinstance(args[0], torch.Tensor):
-                layer.observer.add_batch(args[0].detach())
+                layer.observer.add_batch(args[0])  # not detached: identity tells shared inputs
             if layer.name == last:
                 raise _Stop
 

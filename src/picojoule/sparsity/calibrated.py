@@ -28,7 +28,7 @@ def sparsegpt_(
 
     Masked convolutions keep their magnitude masks (their unfolded-input Hessian is not built
     here) and are listed as such."""
-    from picojoule.quant.capture import Stage, StageLayer, sequential
+    from picojoule.quant.capture import SharedInput, Stage, StageLayer, sequential
     from picojoule.quant.hessian import HessianAccumulator
     from picojoule.sparsity.patterns import parse_pattern
     from picojoule.sparsity.sparsegpt import sparsegpt_prune
@@ -50,7 +50,7 @@ def sparsegpt_(
             kw: dict[str, Any] = (
                 {"n": pat.n, "m": pat.m} if pat.kind == "nm" else {"sparsity": 1.0 - pat.density}
             )
-            res = sparsegpt_prune(w.float(), layer.observer.hessian(), **kw)
+            res = sparsegpt_prune(w.float(), layer.observer.stats.hessian().double(), **kw)
             with torch.no_grad():
                 mask.mask.copy_(res.mask)
                 plist.original = nn.Parameter(res.weight.to(w.dtype), requires_grad=w.requires_grad)
@@ -64,7 +64,9 @@ def sparsegpt_(
             model,
             names,
             batches,
-            observer=lambda n, _m: HessianAccumulator(modules[n].in_features),
+            observer=SharedInput(
+                lambda n, _m: HessianAccumulator(modules[n].in_features, dtype=torch.float32)
+            ),
             update=update,
         )
     lines = [

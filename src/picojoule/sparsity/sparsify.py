@@ -29,6 +29,8 @@ __all__ = [
     "mask_of",
     "unmasked_weight",
     "resolve_roles",
+    "layer_plan",
+    "pattern_fits",
     "layer_kind",
     "PRUNABLE",
 ]
@@ -90,6 +92,30 @@ def _install(module: nn.Module, mask: torch.Tensor, pattern: Pattern) -> None:
         plist.insert(0, ours)
 
 
+def layer_plan(
+    module: nn.Module, name: str, cfg: SparsityConfig
+) -> tuple[Pattern | None, str] | None:
+    """What `sparsify_` would do to `module`, without touching it: None for a module it does
+    not report (no weight), (pattern, "") for one it masks, (None, reason) for one it leaves
+    dense. Whether the pattern's groups fit the weight's shape is `pattern_fits`'s to say."""
+    if not isinstance(getattr(module, "weight", None), torch.Tensor):
+        return None
+    if not isinstance(module, PRUNABLE):
+        kind = layer_kind(module)
+        return None, f"{kind}.weight has no reduction dimension (scale or lookup table)"
+    return pattern_for(cfg, name)
+
+
+def pattern_fits(shape: tuple[int, ...], pattern: Pattern) -> str:
+    """Empty if `pattern` can mask a weight of `shape`, else why not (what `sparsify_` reports):
+    the mask is computed on a meta tensor, so no memory and no time is spent."""
+    try:
+        weight_mask(torch.empty(shape, device="meta"), pattern)
+    except ShapeError as exc:
+        return f"{pattern.name} cannot serve it: {exc}"
+    return ""
+
+
 @register_handler(SparsityConfig)
 def _sparsify_module(module: nn.Module, name: str, cfg: SparsityConfig) -> Applied | None:
     if not cfg.roles_resolved:
@@ -98,13 +124,10 @@ def _sparsify_module(module: nn.Module, name: str, cfg: SparsityConfig) -> Appli
             "or set both to False before picojoule.config.apply"
         )
     kind = layer_kind(module)
-    weight = getattr(module, "weight", None)
-    if not isinstance(weight, torch.Tensor):
+    plan = layer_plan(module, name, cfg)
+    if plan is None:
         return None  # activations, pooling, containers: nothing to prune, nothing to report
-    if not isinstance(module, PRUNABLE):
-        reason = f"{kind}.weight has no reduction dimension (scale or lookup table)"
-        return Applied(name=name, kind=kind, reason=reason)
-    pattern, reason = pattern_for(cfg, name)
+    pattern, reason = plan
     if pattern is None:
         return Applied(name=name, kind=kind, reason=reason)
     current = unmasked_weight(module).detach()
