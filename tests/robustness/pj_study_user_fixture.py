@@ -116,3 +116,40 @@ def score_bool(model, batches):
 
 def score_dict(model, batches):
     return {"accuracy": score(model, batches)}
+
+
+# --- held-out data and splits (`--eval`, a --data loader returning a dict of splits) ----------
+def held_out():
+    return loader()
+
+
+def loader_splits_typo():
+    return {"train": loader(), "test": loader()}  # held-out data belongs under "eval"
+
+
+def loader_splits_eval_only():
+    return {"eval": loader()}
+
+
+def loader_splits_not_batches():
+    return {"train": 5}
+
+
+def loader_splits_empty_train():
+    return {"train": [], "eval": loader()}
+
+
+def loader_splits_with_eval():
+    return {"train": loader(), "eval": loader()}
+
+
+def held_out_empty():
+    return []
+
+
+def held_out_dict():
+    return {"eval": loader()}
+
+
+def held_out_raises():
+    raise OSError("held-out shard missing")

@@ -154,6 +154,7 @@ def test_recipes_file_not_utf8(monkeypatch, capsys, tmp_path):
 
 
 # --- option values: (id, args, message fragment); "{tmp}" is a scratch directory ----------
+_USER_ARGS = ["--model", f"{USER}:build", "--data", f"{USER}:loader", "--metric", f"{USER}:score"]
 OPTION_CASES = [
     ("recipes-empty", ["--recipes", ""], "--recipes is empty"),
     ("recipes-blank", ["--recipes", "   "], "--recipes is empty"),
@@ -231,6 +232,31 @@ OPTION_CASES = [
         ["--model", "minilm", "--metric", f"{USER}:score"],
         "--metric only go with a user model",
     ),
+    (
+        "eval-with-builtin",
+        ["--model", "digits", "--eval", f"{USER}:held_out"],
+        "--eval only go with a user model",
+    ),
+    ("metric-name-with-builtin", ["--metric-name", "f1"], "--metric-name only go with a user"),
+    (
+        "lower-with-builtin",
+        ["--model", "minilm", "--lower-is-better"],
+        "--lower-is-better only go with a user model",
+    ),
+    ("eval-empty", [*_USER_ARGS, "--eval", ""], "--eval is empty"),
+    (
+        "eval-missing-function",
+        [*_USER_ARGS, "--eval", f"{USER}:held"],
+        "--eval 'pj_study_user_fixture:held'",
+    ),
+    (
+        "eval-not-importable",
+        [*_USER_ARGS, "--eval", "no_such_pkg_pj:held_out"],
+        "--eval 'no_such_pkg_pj:held_out': cannot import",
+    ),
+    ("metric-name-empty", [*_USER_ARGS, "--metric-name", " "], "--metric-name is empty"),
+    ("metric-name-two-lines", [*_USER_ARGS, "--metric-name", "top1\nacc"], "one-line name"),
+    ("metric-name-long", [*_USER_ARGS, "--metric-name", "x" * 41], "at most 40 printable"),
     ("target-empty", ["--target", ""], "--target is empty"),
     ("target-commas", ["--target", " , "], "--target is empty"),
 ]
@@ -358,3 +384,52 @@ def test_the_fixture_itself_runs(monkeypatch, capsys, tmp_path):
                        str(recipes), "--out", str(tmp_path / "out"), "--no-cache")  # fmt: skip
     assert code == 0, out
     assert (tmp_path / "out" / "report.json").exists()
+
+
+# --- held-out data and splits, which fail only when the study loads them: (id, --data loader,
+# --eval loader or None, fragment)
+DATA_CASES = [
+    (
+        "splits-typo",
+        "loader_splits_typo",
+        None,
+        "returned a mapping with key 'test'; its keys are splits: train, calib, eval - held-out",
+    ),
+    ("splits-eval-only", "loader_splits_eval_only", None, "without 'train' or 'calib'"),
+    (
+        "splits-not-batches",
+        "loader_splits_not_batches",
+        None,
+        "['train'] is a int; each split is an iterable of (inputs, targets) batches",
+    ),
+    ("splits-empty-train", "loader_splits_empty_train", None, "['train'] yielded no batches"),
+    (
+        "splits-and-eval",
+        "loader_splits_with_eval",
+        "held_out",
+        "returned an 'eval' split and --eval pj_study_user_fixture:held_out gives held-out data "
+        "too; keep one of them",
+    ),
+    ("eval-empty", "loader", "held_out_empty", "held_out_empty yielded no batches"),
+    ("eval-mapping", "loader", "held_out_dict", "held-out data is one iterable of batches"),
+    (
+        "eval-raises",
+        "loader",
+        "held_out_raises",
+        "--eval pj_study_user_fixture:held_out_raises raised OSError: held-out shard missing",
+    ),
+]
+
+
+@pytest.mark.parametrize(("loader", "held", "fragment"), [c[1:] for c in DATA_CASES],
+                         ids=[c[0] for c in DATA_CASES])  # fmt: skip
+def test_held_out_data_and_splits(monkeypatch, capsys, tmp_path, loader, held, fragment):
+    recipes = tmp_path / "r.yaml"
+    recipes.write_text("- name: fp32\n")
+    extra = ["--eval", f"{USER}:{held}"] if held else []
+    code, out = _study(monkeypatch, capsys, "--model", f"{USER}:build", "--data",
+                       f"{USER}:{loader}", "--metric", f"{USER}:score", "--recipes",
+                       str(recipes), "--out", str(tmp_path / "out"), "--no-cache",
+                       *extra)  # fmt: skip
+    _assert_one_error(code, out, fragment)
+    assert not (tmp_path / "out").exists()  # removed again: the run failed

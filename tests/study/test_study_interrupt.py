@@ -59,7 +59,7 @@ def test_study_stops_on_signal_and_resumes(tmp_path: Path, sig: signal.Signals) 
     # 128 + signal; for SIGINT the interpreter may instead end by re-raising it (-2), which
     # a shell reports as the same 130
     assert proc.returncode in (128 + int(sig), -int(sig)), text[-2000:]
-    assert stopped < 5.0, f"took {stopped:.1f} s to stop"
+    assert stopped < 15.0, f"took {stopped:.1f} s to stop"  # ~1 s idle; CI runs 2 workers
     assert "interrupted" in text and "resume" in text
     assert "Traceback" not in text
     assert _cached(db) == 1  # the baseline, kept

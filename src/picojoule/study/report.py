@@ -15,13 +15,23 @@ from pathlib import Path
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from picojoule.fsio import atomic_write_text, dumps_json, prepare_out_dir
 from picojoule.study.runner import RecipeResult, StudyResult
 
-__all__ = ["REPORT_SCHEMA", "to_json", "summary_table", "write_report", "check_writable"]
+__all__ = [
+    "REPORT_SCHEMA",
+    "to_json",
+    "summary_table",
+    "write_report",
+    "check_writable",
+    "skip_text",
+    "skip_detail",
+]
 
 REPORT_SCHEMA = "picojoule.study/1"
+OWN_DATA_MARK = "†"  # a fine-tuned row scored on the batches it trained on
 
 
 def on_front(study: StudyResult) -> set[str]:
@@ -40,25 +50,52 @@ def to_json(study: StudyResult) -> dict[str, Any]:
         "task": study.task,
         "primary_metric": study.primary_metric,
         "higher_is_better": study.higher_is_better,
-        "delta_kind": "difference" if study.higher_is_better else "ratio",
+        "delta_kind": "ratio" if study.ratio else "difference",
         "notes": list(study.notes),
+        "scored_on": study.scored_on,
+        "held_out": study.held_out,
         "metric_unit": study.unit,
         "target": study.target,
         "targets": list(study.targets),
         "model_version": study.model_version,
-        "recipes": [
-            {
-                "name": r.recipe.name,
-                "description": r.recipe.describe(),
-                "delta": study.delta(r),
-                "pareto_front": r.recipe.name in front,
-                "cached": r.cached,
-                "cost": r.cost,
-                **r.to_dict(),
-            }
-            for r in study.results
-        ],
+        "recipes": [_recipe_json(study, r, front) for r in study.results],
     }
+
+
+def _recipe_json(study: StudyResult, r: RecipeResult, front: set[str]) -> dict[str, Any]:
+    d = {
+        "name": r.recipe.name,
+        "description": r.recipe.describe(),
+        "delta": study.delta(r),
+        "pareto_front": r.recipe.name in front,
+        "cached": r.cached,
+        "scored_on": study.scored_on if not r.skipped else None,
+        "scored_on_training_data": study.scored_on_training_data(r),
+        "cost": r.cost,
+        **r.to_dict(),
+    }
+    if r.skipped:  # not run: no number stands for it (null, never NaN or a zero)
+        d.update(delta=None, bits_per_weight=None, model_bytes=None, seconds=None)
+    return d
+
+
+def skip_text(r: RecipeResult) -> Text:
+    """A skipped recipe's terminal cell: its reason, left-aligned in a right-aligned column
+    (the cells beside it are empty; a narrow terminal wraps it, never cuts it)."""
+    return Text(f"skipped: {r.skip_reason}", justify="left")
+
+
+def skip_detail(r: RecipeResult, limit: int = 3) -> str:
+    """The distinct per-layer reasons behind a skipped recipe, e.g. 'stride (2, 2): Winograd
+    here is stride-1 only', at most `limit` of them, on one line."""
+    seen: list[str] = []
+    for lines in r.applied.values():
+        for line in lines:
+            why = line.partition(": skipped: ")[2]
+            if why and why not in seen:
+                seen.append(why)
+    more = f" (+{len(seen) - limit} more)" if len(seen) > limit else ""
+    return "; ".join(seen[:limit]) + more
 
 
 def _fmt_energy(pj: float | None) -> str:
@@ -111,11 +148,16 @@ def summary_table(study: StudyResult) -> Table:
     ]:
         t.add_column(col, justify=just)  # type: ignore[arg-type]
     front = on_front(study)
+    n_cols = len(t.columns)
     for r in study.results:
+        if r.skipped:  # the reason where the numbers would be, the rest blank
+            t.add_row(r.recipe.name, skip_text(r), *[""] * (n_cols - 2), style="dim")
+            continue
         bills = [cell for x in study.targets for cell in _bill_cells(r.costs[x])[:2]]
         t.add_row(
             r.recipe.name,
-            f"{r.metrics[m]:.4g}",
+            f"{r.metrics[m]:.4g}"
+            + (f" {OWN_DATA_MARK}" if study.scored_on_training_data(r) else ""),
             study.delta_text(r),
             f"{r.bits_per_weight:.2f}",
             f"{r.model_bytes / 1024:.1f}",
@@ -130,6 +172,11 @@ def summary_table(study: StudyResult) -> Table:
         "vs SOL = energy / speed-of-light bound; front * = no recipe is both cheaper"
         + (f" on {study.target}" if several else "")
         + " and at least as accurate"
+        + (
+            f"; {OWN_DATA_MARK} = scored on its own training data: no held-out data, give --eval"
+            if any(study.scored_on_training_data(r) for r in study.results)
+            else ""
+        )
     )
     return t
 
@@ -257,15 +304,31 @@ table{border-collapse:collapse;font-size:13px;margin:1em 0;display:block;overflo
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
 td:first-child,th:first-child{text-align:left}
 th{background:#f0f0f0} img{max-width:100%} .note{color:#555;font-size:13px}
+td.skip{text-align:left;color:#777;font-style:italic}
 """
+
+
+class Spanned(list):
+    """A table row whose last cell spans the columns left (a skipped recipe's reason)."""
 
 
 def _table(rows: list[list[Any]], head: list[str]) -> str:
     h = "".join(f"<th>{html.escape(str(c))}</th>" for c in head)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
-    )
+
+    def cells(row: list[Any]) -> str:
+        tds = [f"<td>{html.escape(str(c))}</td>" for c in row]
+        if isinstance(row, Spanned) and len(row) < len(head):
+            span = len(head) - len(row) + 1
+            tds[-1] = f"<td colspan={span} class=skip>{html.escape(str(row[-1]))}</td>"
+        return "".join(tds)
+
+    body = "".join(f"<tr>{cells(row)}</tr>" for row in rows)
     return f"<table><tr>{h}</tr>{body}</table>"
+
+
+def _skip_cell(r: RecipeResult) -> str:
+    detail = skip_detail(r)
+    return f"skipped: {r.skip_reason}" + (f" ({detail})" if detail else "")
 
 
 def has_algorithms(study: StudyResult) -> bool:
@@ -285,10 +348,13 @@ def _recipe_rows(study: StudyResult) -> list[list[Any]]:
     rows = []
     front = on_front(study)
     for r in study.results:
+        if r.skipped:
+            rows.append(Spanned([r.recipe.name, r.recipe.describe(), _skip_cell(r)]))
+            continue
         c = r.cost
         rows.append([
             r.recipe.name, r.recipe.describe(), f"{r.metrics[m]:.4g}",
-            study.delta_text(r),
+            study.delta_text(r), _scored_cell(study, r),
             "yes" if r.recipe.name in front else "", f"{r.bits_per_weight:.2f}",
             f"{r.model_bytes:,}", f"{c.get('macs', 0):,}",
             f"{c.get('mults', 0):,}", _fmt_energy(c.get("energy_pj")),
@@ -299,8 +365,16 @@ def _recipe_rows(study: StudyResult) -> list[list[Any]]:
     return rows
 
 
+def _scored_cell(study: StudyResult, r: RecipeResult) -> str:
+    if study.held_out:
+        return "held-out data"
+    if study.scored_on_training_data(r):
+        return f"{OWN_DATA_MARK} its own training data"
+    return "its calibration data"
+
+
 def _sparsity_section(study: StudyResult) -> str:
-    sparse = [r for r in study.results if r.recipe.sparsity]
+    sparse = [r for r in study.ran if r.recipe.sparsity]
     r = sparse[0] if sparse else study.baseline
     if r is None or not r.sparsity:
         return ""
@@ -331,15 +405,18 @@ def _by_target(study: StudyResult) -> str:
     ]
     rows = []
     for r in study.results:
+        if r.skipped:
+            rows.append(Spanned([r.recipe.name, _skip_cell(r)]))
+            continue
         rows.append([r.recipe.name, *(v for x in study.targets for v in _bill_cells(r.costs[x]))])
     return "<h2>Every target</h2>" + _table(rows, head)
 
 
 def render_html(study: StudyResult) -> str:
     plots = _plots(study)
-    head = ["recipe", "levers", study.primary_metric, "delta", "Pareto front", "bits/weight",
-            "weight bytes", "MACs", "multiplies", "energy/inf", "SOL energy", "latency (us)",
-            "measured GPU energy"]  # fmt: skip
+    head = ["recipe", "levers", study.primary_metric, "delta", "scored on", "Pareto front",
+            "bits/weight", "weight bytes", "MACs", "multiplies", "energy/inf", "SOL energy",
+            "latency (us)", "measured GPU energy"]  # fmt: skip
     if has_algorithms(study):
         head += ["calibration (s)", "online rotation ops/token"]
     imgs = "".join(
@@ -355,17 +432,18 @@ def render_html(study: StudyResult) -> str:
     notes = "".join(f"<p class=note>{html.escape(n)}</p>" for n in study.notes)
     assumptions = ""
     for x in study.targets:
-        first = study.results[0].costs[x] if study.results else {}
-        notes = [*first.get("assumptions", []), *filter(None, [first.get("measured_note")])]
+        first = study.ran[0].costs[x] if study.ran else {}
+        items = [*first.get("assumptions", []), *filter(None, [first.get("measured_note")])]
         assumptions += (f"<h3>{html.escape(x)}</h3>" if len(study.targets) > 1 else "") + (
-            "<ul>" + "".join(f"<li>{html.escape(a)}</li>" for a in notes) + "</ul>"
+            "<ul>" + "".join(f"<li>{html.escape(a)}</li>" for a in items) + "</ul>"
         )
+    scored = f"; scored on {html.escape(study.scored_on)}" if study.scored_on else ""
     return (
         f"<!doctype html><html><head><meta charset=utf-8><title>picojoule study</title>"
         f"<style>{_CSS}</style></head><body>"
         f"<h1>picojoule study: {html.escape(study.task)} on {html.escape(_where(study))}</h1>"
         f"<p class=note>model version {study.model_version}; schema {REPORT_SCHEMA}; recipe "
-        f"table, plots and Pareto front on {html.escape(study.target)}</p>"
+        f"table, plots and Pareto front on {html.escape(study.target)}{scored}</p>"
         f"{notes}<h2>Recipes</h2>{_table(_recipe_rows(study), head)}{_by_target(study)}"
         f"{phases}{imgs}"
         f"{_sparsity_section(study)}<h2>Assumptions and sources</h2>{assumptions}"

@@ -41,7 +41,7 @@ def lm_summary_table(study: StudyResult, front: set[str]) -> Table:
     title = f"picojoule study: {study.task} on {', '.join(study.targets)}"
     t = Table(title=escape(title), title_justify="left")
     metric = "ppl" if study.primary_metric == "perplexity" else study.primary_metric
-    from picojoule.study.report import algorithm_cells, has_algorithms
+    from picojoule.study.report import algorithm_cells, has_algorithms, skip_text
 
     algs = has_algorithms(study)
     cols = [metric, "ratio", "top-1 %", "bits/w", "weight MiB", "KV MiB"]
@@ -54,6 +54,9 @@ def lm_summary_table(study: StudyResult, front: set[str]) -> Table:
         t.add_column(c, justify="right")
     t.add_column("front", justify="center")
     for r in study.results:
+        if r.skipped:  # the reason where the numbers would be
+            t.add_row(r.recipe.name, skip_text(r), *[""] * len(cols), style="dim")
+            continue
         row = [
             r.recipe.name,
             f"{r.metrics[study.primary_metric]:.4g}",
@@ -69,7 +72,7 @@ def lm_summary_table(study: StudyResult, front: set[str]) -> Table:
             row += [_num(c["energy_pj"] / 1e9), _num(c["phases"]["decode"]["tokens_per_s"])]
         row.append("*" if r.recipe.name in front else "")
         t.add_row(*row)
-    scenario = study.results[0].cost["assumptions"][0] if study.results else ""
+    scenario = study.ran[0].cost["assumptions"][0] if study.ran else ""
     t.caption = (
         f"ratio = {study.primary_metric} / the FP32 baseline's (lower is better); mJ/req = "
         f"{scenario.removeprefix('one request: ')}; tok/s = decode tokens per second; bits/w "
@@ -90,7 +93,7 @@ def lm_summary_table(study: StudyResult, front: set[str]) -> Table:
 
 def _phase_rows(study: StudyResult, target: str) -> list[list[Any]]:
     rows = []
-    for r in study.results:
+    for r in study.ran:
         c = r.costs[target]
         p, d = c["phases"]["prefill"], c["phases"]["decode"]
         rows.append([
@@ -110,7 +113,7 @@ def phase_section(study: StudyResult, table) -> str:
             "decode tok/s", "decode vs SOL", "decode: weights uJ", "decode: KV cache uJ",
             "decode: math uJ", "KV cache MiB", "KV bits/elem"]  # fmt: skip
     out = ["<h2>Prefill and decode</h2>"]
-    first = study.results[0].cost if study.results else {}
+    first = study.ran[0].cost if study.ran else {}
     out.append("<p class=note>" + html.escape("; ".join(first.get("assumptions", [])[:4])) + "</p>")
     for x in study.targets:
         if len(study.targets) > 1:

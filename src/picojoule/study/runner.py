@@ -24,7 +24,15 @@ from picojoule.study.recipes import Recipe, check_recipes
 from picojoule.study.store import ResultCache
 from picojoule.study.tasks import Task, fingerprint
 
-__all__ = ["RecipeResult", "StudyResult", "run", "apply_recipe", "ALGORITHM_BATCHES"]
+__all__ = [
+    "RecipeResult",
+    "StudyResult",
+    "run",
+    "apply_recipe",
+    "skipped_result",
+    "NoLayerError",
+    "ALGORITHM_BATCHES",
+]
 
 # calibration batches for GPTQ/AWQ/SmoothQuant (an LM task's are windows of --seq-len tokens;
 # GPTQ's reference uses 128 x 2048 tokens, we use 32 x seq-len to stay within minutes on 2 cores)
@@ -52,12 +60,20 @@ class RecipeResult:
     seconds: float
     # rotate:/smooth:/wcal: - wall time per step (s), online rotations, what each step did
     algorithms: dict[str, Any] = field(default_factory=dict)
+    # "ok", or "skipped": a lever of the recipe applies to no layer of the model (never the
+    # baseline); `skip_reason` says which and why, and the numbers above are empty
+    status: str = "ok"
+    skip_reason: str = ""
     cached: bool = False
 
     @property
     def cost(self) -> dict[str, Any]:
-        """The bill on the study's first target."""
-        return next(iter(self.costs.values()))
+        """The bill on the study's first target ({} for a skipped recipe)."""
+        return next(iter(self.costs.values()), {})
+
+    @property
+    def skipped(self) -> bool:
+        return self.status == "skipped"
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -76,29 +92,57 @@ class StudyResult:
     model_version: str
     results: list[RecipeResult]
     baseline: RecipeResult | None = field(default=None)
-    higher_is_better: bool = True  # False for perplexity: deltas become ratios
+    higher_is_better: bool = True  # False for perplexity (and a user's loss)
     notes: tuple[str, ...] = ()  # what the task says about its model and data (report)
+    # which data scored every row, in words; held_out False: the batches that also calibrate
+    # and fine-tune (a user model without --eval), so fine-tuned rows scored their training data
+    scored_on: str = ""
+    held_out: bool = True
+    # "difference" (metric - baseline) or "ratio" (metric / baseline); "" = by orientation:
+    # a difference where higher is better, a ratio where lower is (perplexity)
+    delta_kind: str = ""
+
+    @property
+    def ratio(self) -> bool:
+        return (self.delta_kind or ("difference" if self.higher_is_better else "ratio")) == "ratio"
+
+    def scored_on_training_data(self, r: RecipeResult) -> bool:
+        """The row fine-tuned on the very batches that scored it (no held-out data)."""
+        return not self.held_out and not r.skipped and r.recipe.finetune_steps > 0
 
     @property
     def target(self) -> str:
         """The first target: the one the plots and the Pareto front use."""
         return self.targets[0]
 
+    @property
+    def ran(self) -> list[RecipeResult]:
+        """The recipes that ran (not skipped), in order."""
+        return [r for r in self.results if not r.skipped]
+
+    @property
+    def skipped(self) -> list[RecipeResult]:
+        """The recipes skipped because a lever of theirs applies to no layer of the model."""
+        return [r for r in self.results if r.skipped]
+
     def delta(self, r: RecipeResult) -> float:
         """Change of the primary metric vs the baseline: a difference where higher is better
-        (accuracy points), a ratio where lower is (perplexity x1.05)."""
-        if self.baseline is None:
+        (accuracy points), a ratio where lower is (perplexity x1.05). NaN for a skipped
+        recipe."""
+        if self.baseline is None or r.skipped:
             return float("nan")
         m, base = r.metrics[self.primary_metric], self.baseline.metrics[self.primary_metric]
-        if self.higher_is_better:
+        if not self.ratio:
             return m - base
         return m / base if base else float("nan")
 
     def delta_text(self, r: RecipeResult) -> str:
+        if r.skipped:
+            return ""
         if r.recipe.is_baseline:
             return "-"
         d = self.delta(r)
-        return f"{d:+.3g}" if self.higher_is_better else f"x{d:.4g}"
+        return f"x{d:.4g}" if self.ratio else f"{d:+.3g}"
 
     def score(self, r: RecipeResult) -> float:
         """The primary metric oriented so that higher is better (Pareto fronts)."""
@@ -168,14 +212,63 @@ def apply_recipe(
     return done
 
 
+class NoLayerError(ConfigError):
+    """A recipe's lever applied to no layer (`lever`, the per-layer `lines`). `run` checks
+    every recipe before it starts (`picojoule.study.reach`) and skips such recipes; this is
+    what `apply_recipe` raises when called directly, and what a study turns into a skipped
+    row should a lever still find nothing."""
+
+    def __init__(self, message: str, lever: str, lines: list[str]) -> None:
+        super().__init__(message)
+        self.lever = lever
+        self.lines = lines
+
+
 def _summarise(recs: Sequence, recipe: Recipe, lever: str) -> list[str]:
     lines = [f"{r.name}: {r.action or 'skipped: ' + r.reason}" for r in recs]
     if not any(not r.skipped for r in recs):
-        raise ConfigError(
+        raise NoLayerError(
             f"recipe {recipe.name!r}: its {lever} setting applies to no layer of the model "
-            f"({'; '.join(lines[:4]) or 'no eligible layers'})"
+            f"({'; '.join(lines[:4]) or 'no eligible layers'})",
+            lever,
+            lines,
         )
     return lines
+
+
+def skipped_result(
+    recipe: Recipe, reason: str, applied: dict[str, list[str]], targets: Sequence[str]
+) -> RecipeResult:
+    """The row of a recipe that did not run: `reason` (one line) and what each lever would
+    have done per layer; no metrics, no bytes, an empty bill on every target."""
+    return RecipeResult(
+        recipe=recipe, metrics={}, bits_per_weight=float("nan"), model_bytes=0, layers=[],
+        sparsity=[], costs={t: {} for t in targets}, applied=applied, seconds=0.0,
+        status="skipped", skip_reason=reason,
+    )  # fmt: skip
+
+
+def _skips(
+    model: nn.Module, recipes: Sequence[Recipe], task: Task, targets: Sequence[str]
+) -> dict[str, RecipeResult]:
+    """recipe name -> its skipped row, for each recipe a lever of which reaches no layer of
+    `model` (changed only by `expose_layers_`, as every recipe's copy is)."""
+    from picojoule.quant import expose_layers_
+    from picojoule.study.reach import misses
+
+    if all(r.is_baseline for r in recipes):
+        return {}
+    expose_layers_(model)
+    overrides = getattr(task, "quant_overrides", None)
+    out = {}
+    for r in recipes:
+        found = misses(model, r, overrides)
+        if found:
+            applied: dict[str, list[str]] = {}
+            for m in found:
+                applied.setdefault(m.lever, []).extend(m.lines)
+            out[r.name] = skipped_result(r, "; ".join(m.why for m in found), applied, targets)
+    return out
 
 
 def _weights_summary(model: nn.Module) -> tuple[float, int, list[dict[str, Any]]]:
@@ -247,7 +340,13 @@ def _evaluate_recipe(
     # GPT-2-style Conv1D projections, become modules and calls that levers and costs reach.
     exposed = expose_layers_(model)
     algorithms: dict[str, Any] = {}
-    applied = apply_recipe(model, recipe, task, algorithms)
+    try:
+        applied = apply_recipe(model, recipe, task, algorithms)
+    except NoLayerError as e:  # what `reach` did not foresee: a skipped row, not a failure
+        from picojoule.study.reach import headline
+
+        why = headline(e.lever, recipe, e.lines)
+        return skipped_result(recipe, why, {e.lever: e.lines}, targets)
     if exposed:
         applied = {"exposed": [f"{r.name}: {r.action or r.reason}" for r in exposed], **applied}
     model.eval()
@@ -415,21 +514,29 @@ def run(
         check_target(t)
     gpu_runs = _measured_for(measured, targets)
     store = ResultCache(cache) if isinstance(cache, Path | str) else cache
-    version = fingerprint(task.model())
+    probe = task.model()
+    version = fingerprint(probe)
+    # Before the first recipe runs: a recipe a lever of which reaches no layer is skipped
+    # with its reason (a structural check, no weights read), never a failure minutes in.
+    skips = _skips(probe, recipes, task, targets)
+    del probe
+    todo = [r for r in recipes if r.name not in skips]
     mtag = f"|measured:{gpu_runs['target']}:{gpu_runs['digest']}" if gpu_runs else ""
     code = code_digest(_RESULT_CODE)
     where = ",".join(target_id(t) for t in targets)
-    study_key = f"v{RESULT_VERSION}+{code}|{task.name}|{version}|{where}{mtag}"
+    tag = getattr(task, "cache_tag", "")  # a user model's data, metric name and direction
+    user = f"|{tag}" if tag else ""
+    study_key = f"v{RESULT_VERSION}+{code}|{task.name}{user}|{version}|{where}{mtag}"
     results: list[RecipeResult] = []
     try:
         if backend == "ray":
             make = factory if factory is not None else _factory_of(task)
-            results = _run_on_ray(make, version, recipes, targets, gpu_runs, store, study_key,
+            results = _run_on_ray(make, version, todo, targets, gpu_runs, store, study_key,
                                   progress, address)  # fmt: skip
         else:
-            for i, recipe in enumerate(recipes):
+            for i, recipe in enumerate(todo):
                 if progress:
-                    progress(recipe.name, i, len(recipes))
+                    progress(recipe.name, i, len(todo))
                 hit = store.get(study_key, recipe.key()) if store else None
                 if hit is not None:
                     hit.pop("recipe", None)
@@ -440,10 +547,12 @@ def run(
                     store.put(study_key, recipe.key(), r.to_dict())
                 results.append(r)
         if progress:
-            progress("done", len(recipes), len(recipes))
+            progress("done", len(todo), len(todo))
     finally:
         if store is not None and store is not cache:
             store.close()
+    by_name = {r.recipe.name: r for r in results}
+    results = [skips.get(r.name) or by_name[r.name] for r in recipes]
     baseline = next(r for r in results if r.recipe.is_baseline)
     return StudyResult(
         task=task.name,
@@ -455,4 +564,7 @@ def run(
         baseline=baseline,
         higher_is_better=getattr(task, "higher_is_better", True),
         notes=tuple(getattr(task, "notes", ())),
+        scored_on=getattr(task, "scored_on", ""),
+        held_out=getattr(task, "held_out", True),
+        delta_kind=getattr(task, "delta_kind", ""),
     )

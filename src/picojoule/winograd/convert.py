@@ -28,7 +28,7 @@ from picojoule.winograd.cost import winograd_cost
 from picojoule.winograd.errors import WinogradError
 from picojoule.winograd.transforms import Point, parse_points
 
-__all__ = ["WinogradConfig", "winogradize_"]
+__all__ = ["WinogradConfig", "winogradize_", "skip_reason"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,23 +105,29 @@ def _ineligible(module: nn.Conv2d, cfg: WinogradConfig) -> str:
     return ""
 
 
-@register_handler(WinogradConfig)
-def _winogradize_module(module: nn.Module, name: str, cfg: WinogradConfig) -> Applied | None:
+def skip_reason(module: nn.Module, cfg: WinogradConfig) -> str | None:
+    """Why `winogradize_` would leave `module` as it is, without changing it: None for a
+    module it does not visit (not a convolution), "" for one it converts, else the reason it
+    reports. (`picojoule study` checks each recipe with it before running any.)"""
     base = parametrize.type_before_parametrizations(module)
     kind = base.__name__
     if base is WinogradConv2d:
-        return Applied(name=name, kind=kind, reason="already a WinogradConv2d")
+        return "already a WinogradConv2d"
     if isinstance(module, nn.Conv1d | nn.Conv3d):
-        return Applied(name=name, kind=kind, reason=f"{kind}: only Conv2d is supported")
+        return f"{kind}: only Conv2d is supported"
     if not isinstance(module, nn.Conv2d):
         return None
     if base is not nn.Conv2d:
-        return Applied(
-            name=name,
-            kind=kind,
-            reason=f"{kind} subclasses Conv2d with its own behaviour; convert before wrapping",
-        )
-    reason = _ineligible(module, cfg)
+        return f"{kind} subclasses Conv2d with its own behaviour; convert before wrapping"
+    return _ineligible(module, cfg)
+
+
+@register_handler(WinogradConfig)
+def _winogradize_module(module: nn.Module, name: str, cfg: WinogradConfig) -> Applied | None:
+    kind = parametrize.type_before_parametrizations(module).__name__
+    reason = skip_reason(module, cfg)
+    if reason is None:
+        return None
     if reason:
         return Applied(name=name, kind=kind, reason=reason)
     module.__class__ = _winograd_class_for(module)
