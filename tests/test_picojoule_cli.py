@@ -48,7 +48,8 @@ def test_user_errors_are_one_line(monkeypatch, capsys, args, fragment):
 def test_subcommands_are_mounted(monkeypatch, capsys):
     code, out = _main(monkeypatch, capsys, "--help")
     assert code == 0
-    for name in ("study", "formats", "winograd", "map", "dse", "bench", "explain", "sparsity"):
+    for name in ("study", "formats", "winograd", "map", "dse", "bench", "explain", "sparsity",
+                 "arch"):  # fmt: skip
         assert name in out
 
 

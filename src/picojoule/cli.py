@@ -88,8 +88,35 @@ def study(
         help="digits | minilm | smollm2 | st:DIR (your sentence-embedding model) | hf:DIR "
         "(your causal LM) | pkg.mod:build",
     ),
-    data: str = typer.Option(None, help="package.module:loader (user models)"),
-    metric: str = typer.Option(None, help="package.module:score (user models)"),
+    data: str = typer.Option(
+        None,
+        metavar="PKG.MOD:LOADER",
+        help="user models: loader() returns (inputs, targets) batches, or a dict of splits "
+        "{'train': ..., 'calib': ..., 'eval': ...}: 'train' fine-tunes (and calibrates "
+        "unless 'calib' is given), 'eval' scores (held out)",
+    ),
+    metric: str = typer.Option(
+        None,
+        metavar="PKG.MOD:SCORE",
+        help="user models: score(model, batches) -> float, given the held-out batches "
+        "(--eval or the 'eval' split; else the --data batches)",
+    ),
+    eval_data: str = typer.Option(
+        None,
+        "--eval",
+        metavar="PKG.MOD:LOADER",
+        help="user models: held-out (inputs, targets) batches that score every recipe; "
+        "without held-out data, fine-tuned rows are scored on their own training data (marked)",
+    ),
+    metric_name: str = typer.Option(
+        None, help="user models: the metric's name in the report [metric]"
+    ),
+    higher_is_better: bool = typer.Option(
+        None,
+        "--higher-is-better/--lower-is-better",
+        help="user models: the metric's direction (Pareto front; delta = metric - baseline) "
+        "[higher]",
+    ),
     recipes: str = typer.Option("default", help="preset name or recipes YAML file"),
     target: str = typer.Option(
         "eyeriss",
@@ -135,7 +162,10 @@ def study(
     check_backend(backend, address)  # an unknown backend or a silent address: one line, now
     import torch
 
-    torch.set_num_threads(threads or idle_threads(torch.get_num_threads()))
+    from picojoule.study.tasks import set_study_threads
+
+    # picojoule's own work; build(), loaders and the metric keep the process's count
+    set_study_threads(threads or idle_threads(torch.get_num_threads()))
     from picojoule.fsio import prepare_out_dir
     from picojoule.paths import cache_dir
     from picojoule.study import load_recipes, summary_table, write_report
@@ -153,7 +183,10 @@ def study(
     recs = load_recipes(recipes)
     lm = _lm_options(text, calib, tokens, seq_len, prompt, batch, context, decode,
                      quantize_lm_head)  # fmt: skip
-    make_task = task_factory(model, data, metric, lm=lm)
+    make_task = task_factory(
+        model, data, metric, lm=lm, eval_data=eval_data, metric_name=metric_name,
+        higher_is_better=higher_is_better,
+    )  # fmt: skip
     db = None if no_cache else (cache or cache_dir() / "study.sqlite")
     if db is not None:
         check_cache(db)
@@ -187,6 +220,14 @@ def study(
         console.print(summary_table(result))
         jpath, hpath = write_report(result, out_dir)
     console.print(f"report: {hpath}  data: {jpath}")
+    levers = [r for r in result.results if not r.recipe.is_baseline]
+    if levers and all(r.skipped for r in levers):
+        console.print(
+            "[yellow]warning:[/] every recipe but the baseline was skipped (reasons above): "
+            "choose levers for this model's layers, e.g. --recipes formats-sweep",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command()
@@ -228,6 +269,8 @@ SUBAPPS = {
     "bench": ("picojoule.gpu.cli", "Measure the local NVIDIA GPU."),
     "explain": ("picojoule.energy.cli", "Energy ledger: formats, GPUs, roofline."),
     "sparsity": ("picojoule.sparsity.cli", "N:M pruning, layouts, sparse costs."),
+    "arch": ("picojoule.arch.cli", "Accelerator presets: list, show, export YAML."),
+    "cluster": ("picojoule.cluster.cli", "GPU clusters: links, collectives, parallel plans."),
 }
 
 

@@ -8,6 +8,8 @@ Commands:
 - `formats`: energy of one MAC per format, with its parts and the node scaling applied.
 - `nodes`: the process-node energy factors and their sources.
 - `roofline`: per-layer speed of light (time and energy) of a built-in model on a GPU.
+- `interconnect`: NVLink bandwidth per generation (P100 -> B200) and the share of a
+  data-parallel step its gradient all-reduce takes (`picojoule.cluster`).
 Bad input raises a `PicojouleError` subclass; the main CLI prints it as one line.
 """
 
@@ -283,3 +285,15 @@ def roofline(
 
         console.print(f"plot: {plot_roofline(roof, spec, plot)}")
     _uncited(roof.uncited)
+
+
+@app.command()
+def interconnect(
+    model: Annotated[str, typer.Option(help="model preset or HF config.json")] = "gpt3-1.3b",
+    gpus: Annotated[int, typer.Option(help="data-parallel GPUs in one node")] = 8,
+    seq_len: Annotated[int, typer.Option(help="tokens per GPU per step")] = 2048,
+) -> None:
+    """NVLink per generation and the gradient all-reduce's share of a data-parallel step."""
+    from picojoule.cluster.cli import explain_interconnect
+
+    explain_interconnect(model, gpus, seq_len, console)

@@ -357,19 +357,20 @@ def _awq(
 
 
 def _rows_per_pass(model: nn.Module, batches: list[Any]) -> int:
-    """Token rows a layer sees over all batches (for even subsampling)."""
+    """About how many input rows a layer sees over all batches (for even subsampling): a
+    batch of token ids gives one row per token, a batch of features one per sample."""
     total = 0
     for b in batches:
-        t = b if isinstance(b, torch.Tensor) else None
-        if isinstance(b, tuple | list) and b and isinstance(b[0], torch.Tensor):
-            t = b[0]
         if isinstance(b, dict):
-            t = next((v for v in b.values() if isinstance(v, torch.Tensor)), None)
-        total += (
-            t.numel()
-            if t is not None and not t.is_floating_point()
-            else (t.shape[0] if t is not None else 1)
-        )
+            b = next((v for v in b.values() if isinstance(v, torch.Tensor)), None)
+        elif isinstance(b, tuple | list):
+            b = b[0] if b else None
+        if not isinstance(b, torch.Tensor):
+            total += 1
+        elif b.is_floating_point():
+            total += b.shape[0] if b.dim() else 1
+        else:
+            total += b.numel()
     return max(total, 1)
 
 
