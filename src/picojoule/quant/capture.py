@@ -35,6 +35,7 @@ from typing import Any, Protocol
 
 import torch
 import torch.nn as nn
+from torch.nn.utils import parametrize
 
 from picojoule.errors import ConfigError
 
@@ -311,7 +312,10 @@ def sequential(
                     _observe_stage(modules, stage, calls, observer, update)
                     tick(stage)
                 if b + 1 < len(blocks):
-                    inputs = [_with_hidden(a, k, _hidden_of(blocks[b](*a, **k))) for a, k in inputs]
+                    with parametrize.cached():
+                        inputs = [
+                            _with_hidden(a, k, _hidden_of(blocks[b](*a, **k))) for a, k in inputs
+                        ]
             for stage in [s for s in before if stages.index(s) > first_pos]:
                 _full_pass_stage(model, modules, stage, batches, observer, update)
                 tick(stage)
@@ -363,9 +367,11 @@ def _observe_stage(
     layers = [StageLayer(n, modules[n], observer(n, modules[n])) for n in stage.names]
     handles = _hooked(modules, layers)
     try:
-        for call in calls:
-            with contextlib.suppress(_Stop):
-                call()
+        # weights are fixed until `update`: fake-quantize each once, not once per batch
+        with parametrize.cached():
+            for call in calls:
+                with contextlib.suppress(_Stop):
+                    call()
     finally:
         for h in handles:
             h.remove()
