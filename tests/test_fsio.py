@@ -285,3 +285,26 @@ def test_fsio_imports_without_torch_or_third_party_packages() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_cache_whose_id_is_still_in_the_wal_is_accepted(tmp_path: Path) -> None:
+    """A run killed before its first checkpoint leaves the id in the WAL only: the header
+    reads 0, SQLite reads the id; the file is picojoule's and must be accepted."""
+    import sqlite3
+
+    from picojoule.fsio import check_cache_path, sqlite_application_id
+
+    p = tmp_path / "results.sqlite"
+    con = sqlite3.connect(p)
+    try:
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA wal_autocheckpoint=0")
+        con.execute("PRAGMA application_id=1234")
+        con.execute("CREATE TABLE t(x)")
+        con.commit()
+        assert sqlite_application_id(p.read_bytes()[:100]) == 0  # still in the WAL
+        assert check_cache_path(p, app_id=1234, kind="results") == p
+        with pytest.raises(OutputPathError, match="did not write"):
+            check_cache_path(p, app_id=999, kind="results")
+    finally:
+        con.close()

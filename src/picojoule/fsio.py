@@ -271,6 +271,18 @@ def _has_tables(p: Path) -> bool:
         return True
 
 
+def _application_id_via_sqlite(p: Path) -> int:
+    """`PRAGMA application_id` as SQLite reads it (the WAL included); 0 if unreadable."""
+    try:
+        con = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
+        try:
+            return int(con.execute("PRAGMA application_id").fetchone()[0])
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return 0
+
+
 def check_cache_path(path: str | Path, *, app_id: int, kind: str, option: str = "--cache") -> Path:
     """Refuse, before any work, a cache path picojoule must not open: a symlink (SQLite would
     write through it), a directory or other non-regular file, an empty file, a file that is
@@ -306,6 +318,9 @@ def check_cache_path(path: str | Path, *, app_id: int, kind: str, option: str = 
     if len(head) < 100 or not head.startswith(SQLITE_MAGIC):
         raise OutputPathError(f"{p} is not an SQLite database, so not a {kind}; {fix}")
     found = sqlite_application_id(head)
+    if found == 0 and os.path.exists(f"{p}-wal"):
+        # a process killed before its first checkpoint: the id is still in the WAL only
+        found = _application_id_via_sqlite(p)
     if found != app_id and (found != 0 or _has_tables(p)):
         raise OutputPathError(
             f"{p} is an SQLite database picojoule did not write as a {kind} "

@@ -629,10 +629,10 @@ def _worker(spec: dict[str, Any], rank: int) -> None:
 
 def _die_with_parent(parent: int) -> None:
     """End this worker when its parent (the calibration) dies, however it dies: the kernel's
-    `PR_SET_PDEATHSIG` (Linux; as `picojoule.dse.procs.die_with_parent`), plus a daemon thread
-    that exits once this process is re-parented (portable, as `watch_owner`). Not imported from
-    `picojoule.dse.procs`: its package imports the mapper and torch, seconds in every process
-    and in the parent, which itself never imports torch for gloo."""
+    `PR_SET_PDEATHSIG` (Linux; as `picojoule.procs.die_with_parent`), plus a daemon thread
+    that exits once this process is re-parented (portable, as `watch_owner`). Written here
+    when `picojoule.procs` still lived in `picojoule.dse`, whose package imports torch; it
+    could now share `picojoule.procs` (left for a later change)."""
     if sys.platform.startswith("linux"):
         import ctypes
 

@@ -16,7 +16,7 @@ which is how two runs on one database split the work (`picojoule.dse.results`).
 Stopping: `drain()` hands back batches that finished but were not yet yielded (so an interrupted
 run keeps them), and `close(now=True)` kills the workers instead of waiting for their batches.
 Pool workers ignore SIGINT (a Ctrl-C reaches the whole process group; the run decides) and die
-with the run even when it is killed with SIGKILL (`picojoule.dse.procs`).
+with the run even when it is killed with SIGKILL (`picojoule.procs`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from typing import Any, Protocol
 
 from picojoule.dse.errors import BackendError
-from picojoule.dse.procs import ProcessId, die_with_parent, this_process, watch_owner
+from picojoule.procs import ProcessId, die_with_parent, this_process, watch_owner
 
 __all__ = [
     "Job",
@@ -129,7 +129,7 @@ class LocalBackend:
             # (a no-op if this process's forkserver is already up). The guard makes the
             # server die with this process.
             ctx.set_forkserver_preload(
-                ["picojoule.dse.forkserver_guard", type(self._job).__module__]
+                ["picojoule._forkserver_guard", type(self._job).__module__]
             )
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers,

@@ -12,7 +12,7 @@ Four tables on a `SqliteStore`:
 - `claims` (schema 2): which process is evaluating which design of a run, until when. Two
   processes resuming one run split its designs: each claims a batch before evaluating it and
   skips designs another live process holds. A claim is taken over once its lease expired or,
-  on the same host, once its holder is dead (pid + start time, `picojoule.dse.procs`); so a
+  on the same host, once its holder is dead (pid + start time, `picojoule.procs`); so a
   design is evaluated twice only when a holder stalls past its lease, never after its commit.
 A result, its run link and the release of its claim are written in one transaction, so a
 SIGKILL leaves either all or none; the primary keys make a second write of the same point a
@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from picojoule.dse.errors import StoreError
-from picojoule.dse.procs import ProcessId, alive
 from picojoule.dse.store import SqliteStore
+from picojoule.procs import ProcessId, alive
 
 __all__ = ["RunInfo", "Point", "Claimed", "ResultsDB", "DB_FILENAME"]
 

@@ -35,11 +35,11 @@ import numpy as np
 
 from picojoule.dse.backends import Backend, Batch, Outcome, batch_size, make_backend
 from picojoule.dse.errors import InfeasibleError
-from picojoule.dse.procs import this_process
 from picojoule.dse.results import DB_FILENAME, Point, ResultsDB, RunInfo
 from picojoule.dse.search import Observation, Strategy, make_strategy, violations
 from picojoule.dse.space import OBJECTIVES, Constraints, Design, DesignSpace
 from picojoule.interrupt import sigterm_as_interrupt
+from picojoule.procs import this_process
 
 __all__ = [
     "Evaluator",

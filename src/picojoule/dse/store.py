@@ -98,6 +98,10 @@ class SqliteStore:
                     for statement in _statements(migrations[v]):
                         conn.execute(statement)
                     conn.execute(f"PRAGMA user_version={v + 1}")
+            # The id and schema now sit in the WAL; copy them into the main file at once, so a
+            # process killed before SQLite's first automatic checkpoint leaves a file whose
+            # header already says what it is (readers that check the header accept it).
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
         except StoreError:
             conn.close()
             raise
