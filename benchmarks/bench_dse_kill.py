@@ -65,6 +65,7 @@ from rich.table import Table
 from picojoule.dse.params import catalog
 from picojoule.dse.spacefile import load_space
 from picojoule.fsio import write_json
+from picojoule.procs import processes_with_env
 
 RESULTS = Path(__file__).parent / "results" / "dse_kill.json"
 RESULTS_CHECKPOINT = RESULTS.with_name("dse_kill_checkpoint.json")
@@ -109,26 +110,8 @@ def _space(tiny: bool) -> dict[str, Any]:
 
 
 def _tagged(tag: str) -> dict[int, tuple[int, str]]:
-    """Live processes (zombies excluded) whose environment holds the tag: pid -> (ppid, cmd)."""
-    mark = f"{TAG_VAR}={tag}".encode()
-    found: dict[int, tuple[int, str]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as f:
-                if mark not in f.read().split(b"\0"):
-                    continue
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if fields[0] not in (b"Z", b"X"):
-            found[int(entry)] = (int(fields[1]), cmd)
-    return found
+    """Live processes whose environment holds the tag: pid -> (ppid, cmd)."""
+    return processes_with_env(TAG_VAR, tag)
 
 
 def _roles(procs: dict[int, tuple[int, str]], main: int) -> dict[str, int]:

@@ -115,3 +115,33 @@ def watch_owner(owner: ProcessId, interval_s: float = 0.25) -> threading.Thread:
     t = threading.Thread(target=watch, name="picojoule-owner-watch", daemon=True)
     t.start()
     return t
+
+
+def processes_with_env(name: str, value: str) -> dict[int, tuple[int, str]]:
+    """Live processes (zombies excluded) whose environment holds `name=value`: pid -> (parent
+    pid, command line). Children inherit the environment, so tagging a run's environment finds
+    every process it started - a worker re-parented after its run died included. Linux
+    (/proc); processes this user may not read are skipped."""
+    mark = f"{name}={value}".encode()
+    found: dict[int, tuple[int, str]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return found
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                if mark not in f.read().split(b"\0"):
+                    continue
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if fields[0] not in (b"Z", b"X"):
+            found[int(entry)] = (int(fields[1]), cmd)
+    return found

@@ -29,6 +29,7 @@ from typer.testing import CliRunner
 
 from picojoule.cluster import calibrate as cal
 from picojoule.errors import ConfigError
+from picojoule.procs import processes_with_env
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux") or not Path("/proc/self/environ").exists(),
@@ -67,25 +68,8 @@ with sigterm_as_interrupt():
 
 
 def _tagged(tag: str) -> dict[int, str]:
-    """Live processes (zombies excluded) whose environment holds the tag: pid -> command."""
-    mark = f"{TAG_VAR}={tag}".encode()
-    found: dict[int, str] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as f:
-                if mark not in f.read().split(b"\0"):
-                    continue
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if stat[stat.rfind(b")") + 2 :].split()[0] not in (b"Z", b"X"):
-            found[int(entry)] = cmd[:120]
-    return found
+    """Live processes whose environment holds the tag: pid -> command."""
+    return {pid: cmd[:120] for pid, (_, cmd) in processes_with_env(TAG_VAR, tag).items()}
 
 
 def _wait_gone(tag: str, timeout: float = STOP_S) -> dict[int, str]:

@@ -30,6 +30,8 @@ from typing import Any
 import pytest
 import yaml
 
+from picojoule.procs import processes_with_env
+
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux") or not Path("/proc/self/environ").exists(),
     reason="needs Linux /proc (process environments) and POSIX signals",
@@ -63,26 +65,8 @@ SPACE18 = {  # conftest's TINY_SPACE, widened to 18 designs
 
 
 def _tagged(tag: str) -> dict[int, tuple[int, str]]:
-    """Live processes (zombies excluded) whose environment holds the tag: pid -> (ppid, cmd)."""
-    mark = f"{TAG_VAR}={tag}".encode()
-    found: dict[int, tuple[int, str]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as f:
-                if mark not in f.read().split(b"\0"):
-                    continue
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:  # gone meanwhile, or not ours to read
-            continue
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if fields[0] not in (b"Z", b"X"):
-            found[int(entry)] = (int(fields[1]), cmd)
-    return found
+    """Live processes whose environment holds the tag: pid -> (ppid, cmd)."""
+    return processes_with_env(TAG_VAR, tag)
 
 
 def _workers(tag: str, main_pid: int) -> list[int]:
