@@ -32,6 +32,7 @@ from picojoule.mapping import (
     NoMappingError,
     SearchResult,
     SpeedOfLight,
+    UtilizationWarning,
     WorkloadCost,
     check_mapping,
     evaluate,
@@ -40,6 +41,7 @@ from picojoule.mapping import (
     map_workload,
     search,
     simulate,
+    utilization_warnings,
 )
 from picojoule.mapping.network import speed_of_light
 from picojoule.workload import DIMS, OPERANDS, Layer, Workload, apply_recipe, builtin, from_model
@@ -68,6 +70,8 @@ __all__ = [
     "SearchResult",
     "SpeedOfLight",
     "WorkloadCost",
+    "UtilizationWarning",
+    "utilization_warnings",
     "check_mapping",
     "evaluate",
     "evaluate_batch",

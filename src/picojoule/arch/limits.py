@@ -55,6 +55,14 @@ _BUFFER = Limit(
     "check for a kB/bit mix-up",
 )
 
+_BANDWIDTH = Limit(
+    low=1e-3,
+    high=2**30,
+    unit="bits/cycle",
+    why="2^30 bits/cycle is 130 PB/s at 1 GHz, 6x the aggregate SRAM bandwidth of the "
+    "largest chip (Cerebras WSE-3, 21 PB/s)",
+)
+
 LIMITS: dict[str, Limit] = {
     "capacity_bits": _BUFFER,
     "partition_bits": _BUFFER,
@@ -66,13 +74,9 @@ LIMITS: dict[str, Limit] = {
         why="a memory word or port wider than 4096 bits (8x an HBM pseudo-channel burst) is "
         "not built",
     ),
-    "bandwidth_bits_per_cycle": Limit(
-        low=1e-3,
-        high=2**30,
-        unit="bits/cycle",
-        why="2^30 bits/cycle is 130 PB/s at 1 GHz, 6x the aggregate SRAM bandwidth of the "
-        "largest chip (Cerebras WSE-3, 21 PB/s)",
-    ),
+    "bandwidth_bits_per_cycle": _BANDWIDTH,
+    "read_bandwidth_bits_per_cycle": _BANDWIDTH,
+    "write_bandwidth_bits_per_cycle": _BANDWIDTH,
     "mesh_x": Limit(
         low=1,
         high=65536,

@@ -40,6 +40,10 @@ class Fanout(_Frozen):
     `x_dims`/`y_dims` are the loops the interconnect can unroll along each axis (a loop that
     is not listed cannot be mapped there). Data is multicast to, and partial sums reduced
     from, the copies; `network_pj_per_bit` is charged per bit per copy reached.
+    `bandwidth_bits_per_cycle` bounds the bits the network under one parent instance carries
+    per cycle, all operands and both directions together (`None`: never the bottleneck).
+    With `multicast` (a bus or tree) one transfer reaches every copy that needs an element
+    and partial sums reduce on the way up; without it each copy reached is its own transfer.
     """
 
     mesh_x: Annotated[int, limited("mesh_x")]
@@ -47,6 +51,8 @@ class Fanout(_Frozen):
     x_dims: tuple[Dim, ...] = DIMS  # type: ignore[assignment]
     y_dims: tuple[Dim, ...] = DIMS  # type: ignore[assignment]
     network_pj_per_bit: Annotated[float, limited("network_pj_per_bit")] = 0.0
+    bandwidth_bits_per_cycle: Annotated[float, limited("bandwidth_bits_per_cycle")] | None = None
+    multicast: bool = True
 
     @property
     def size(self) -> int:
@@ -59,9 +65,14 @@ class MemoryLevel(_Frozen):
     `capacity_bits=None` means unbounded (DRAM). `partition_bits` splits a level into one
     scratchpad per operand (Eyeriss' RF, MAGNet's weight/input/accumulation buffers); then
     each operand's tile must fit its own partition. `bandwidth_bits_per_cycle` bounds reads
-    plus writes per instance per cycle (`None`: never the bottleneck). `temporal_dims`
-    restricts the loops that may iterate at this level and `stationary` fixes which operand
-    the innermost loops here keep in place (both express a dataflow).
+    plus writes per instance per cycle (one shared port; `None`: never the bottleneck);
+    `read_bandwidth_bits_per_cycle` and `write_bandwidth_bits_per_cycle` bound separate read
+    and write ports (any combination of the three may be given; each applies).
+    `double_buffered`: whether the next tile's transfer overlaps the work on the current one
+    (True: always, Timeloop's assumption; False: never, every refill stalls; None: when the
+    level has room for a second tile, ZigZag's rule; see docs/accelerator.md, "Latency").
+    `temporal_dims` restricts the loops that may iterate at this level and `stationary`
+    fixes which operand the innermost loops here keep in place (both express a dataflow).
     """
 
     name: str = Field(min_length=1)
@@ -74,6 +85,13 @@ class MemoryLevel(_Frozen):
     read_pj_per_bit: ReadPj = None
     write_pj_per_bit: WritePj = None
     bandwidth_bits_per_cycle: Annotated[float, limited("bandwidth_bits_per_cycle")] | None = None
+    read_bandwidth_bits_per_cycle: (
+        Annotated[float, limited("read_bandwidth_bits_per_cycle")] | None
+    ) = None
+    write_bandwidth_bits_per_cycle: (
+        Annotated[float, limited("write_bandwidth_bits_per_cycle")] | None
+    ) = None
+    double_buffered: bool | None = None
     fanout: Fanout | None = None
     temporal_dims: tuple[Dim, ...] = DIMS  # type: ignore[assignment]
     stationary: Operand | None = None
@@ -200,6 +218,10 @@ class Arch(_Frozen):
     node_nm: Annotated[float, limited("node_nm")] = 45.0
     clock_ghz: Annotated[float, limited("clock_ghz")] = 1.0
     description: str = ""
+    # False: an input's zero-padding halo is generated on chip and never read from the
+    # outermost level (ZigZag counts the unpadded input); True: the padded copy is stored
+    # there and read like data.
+    padding_reads: bool = False
 
     @model_validator(mode="after")
     def _chain(self) -> Arch:

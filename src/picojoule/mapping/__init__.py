@@ -2,7 +2,8 @@
 
 Public: `Mapping`, `MappingError`, `check_mapping`, `evaluate`, `Cost`, `evaluate_batch`,
 `BatchCost`, `MappingBatch`, `simulate`, `search`, `exhaustive`, `SearchResult`,
-`NoMappingError`, `map_workload`, `WorkloadCost`, `LayerResult`, `SpeedOfLight`, `MapSpace`.
+`NoMappingError`, `map_workload`, `WorkloadCost`, `LayerResult`, `SpeedOfLight`, `MapSpace`,
+`UtilizationWarning`, `utilization_warnings`.
 """
 
 from picojoule.mapping.cost import Cost, evaluate
@@ -12,6 +13,7 @@ from picojoule.mapping.network import LayerResult, SpeedOfLight, WorkloadCost, m
 from picojoule.mapping.reference import simulate
 from picojoule.mapping.search import NoMappingError, SearchResult, exhaustive, search
 from picojoule.mapping.space import MapSpace
+from picojoule.mapping.utilization import UtilizationWarning, utilization_warnings
 
 __all__ = [
     "Mapping",
@@ -32,4 +34,6 @@ __all__ = [
     "LayerResult",
     "SpeedOfLight",
     "MapSpace",
+    "UtilizationWarning",
+    "utilization_warnings",
 ]

@@ -99,6 +99,8 @@ def render(result: WorkloadCost, arch: Arch, console: Console, *, mappings: bool
             f"[yellow]time budget reached for {len(result.timed_out)} layer(s): "
             "their mappings are the best found so far[/yellow]"
         )
+    for line in result.warnings:
+        console.print(f"utilization warning: {line}", style="yellow", markup=False)
     if mappings:
         seen: set[str] = set()
         for r in result.layers:

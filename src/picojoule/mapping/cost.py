@@ -22,7 +22,12 @@ class Cost:
 
     `energy_by_level_pj[level][operand]` covers every memory level and operand;
     `network_energy_pj[level]` the fanout under that level; `reads`/`writes` count elements.
-    `bound_by` names what sets the latency: "compute" or the level whose bandwidth does.
+    `bound_by` names what sets the overlapped phase of the latency: "compute", the level
+    whose ports do, or "<level> network" for the network under a level. `stall_cycles`
+    (refills that cannot overlap, by the level refilled) and `fill_cycles` /
+    `drain_cycles` (first fill, last drain) add to it: `cycles` = that phase + all three.
+    `utilization` = MACs issued / (cycles x lanes); `spatial_utilization` = lanes the
+    mapping uses / lanes.
     """
 
     layer: str
@@ -35,6 +40,9 @@ class Cost:
     cycles: float
     compute_cycles: int
     bound_by: str
+    stall_cycles: dict[str, float]
+    fill_cycles: float
+    drain_cycles: float
     macs: int
     issued_macs: float  # N/M of `macs` on an N:M sparse engine running N:M weights
     utilization: float
@@ -91,9 +99,12 @@ def cost_from_batch(layer: Layer, arch: Arch, batch: BatchCost, i: int) -> Cost:
         for l, name in enumerate(names)
         if arch.levels[l].fanout is not None
     }
-    bw = batch.bw_cycles[i]
-    worst = int(bw.argmax())
-    bound = names[worst] if bw[worst] > batch.compute_cycles[i] else "compute"
+    phases = {"compute": float(batch.compute_cycles[i])}
+    for l, name in enumerate(names):
+        phases.setdefault(name, float(batch.bw_cycles[i, l]))
+        if arch.levels[l].fanout is not None:
+            phases[f"{name} network"] = float(batch.net_cycles[i, l])
+    bound = max(phases, key=lambda k: phases[k])  # ties keep "compute"
     cycles = float(batch.cycles[i])
     return Cost(
         layer=layer.name,
@@ -106,6 +117,13 @@ def cost_from_batch(layer: Layer, arch: Arch, batch: BatchCost, i: int) -> Cost:
         cycles=cycles,
         compute_cycles=int(batch.compute_cycles[i]),
         bound_by=bound,
+        stall_cycles={
+            name: float(batch.stall_cycles[i, l])
+            for l, name in enumerate(names)
+            if batch.stall_cycles[i, l] > 0
+        },
+        fill_cycles=float(batch.fill_cycles[i]),
+        drain_cycles=float(batch.drain_cycles[i]),
         macs=layer.macs,
         issued_macs=executed_macs(layer, arch),
         utilization=executed_macs(layer, arch) / (cycles * arch.lanes),

@@ -27,12 +27,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from picojoule.arch.energy import EnergyTable, operand_bits, resolve_energy
-from picojoule.arch.spec import Arch
+from picojoule.arch.spec import Arch, MemoryLevel
 from picojoule.formats import get as get_format
 from picojoule.mapping.mapping import RELEVANT, MappingBatch
 from picojoule.workload.layer import DIMS, OPERANDS, Layer
 
-__all__ = ["BatchCost", "evaluate_batch", "footprint"]
+__all__ = [
+    "BatchCost",
+    "evaluate_batch",
+    "footprint",
+    "input_halo",
+    "compulsory_input_elems",
+]
 
 _N, _G, _K, _C, _P, _Q, _R, _S = range(len(DIMS))
 # rel[o, d]: loop d indexes operand o.
@@ -46,7 +52,11 @@ class BatchCost:
 
     `reads`/`writes`: `[B, L, 3]` per level and operand (`OPERANDS` order). `deliveries`:
     `[B, L, 3]` elements crossing the fanout under each level. `level_energy_pj`: `[B, L, 3]`;
-    `network_energy_pj`: `[B, L]`; `bw_cycles`: `[B, L]` cycles each level's traffic needs.
+    `network_energy_pj`: `[B, L]`. Latency parts: `bw_cycles` `[B, L]` cycles each level's
+    overlapped traffic needs at its ports; `net_cycles` `[B, L]` the same for the network
+    under each level; `stall_cycles` `[B, L]` refills of each level that cannot overlap
+    (no second buffer); `fill_cycles`/`drain_cycles` `[B]` the first fill and the last
+    drain; `cycles` = max(compute, bw, net) + stalls + fill + drain.
     """
 
     reads: np.ndarray
@@ -57,6 +67,10 @@ class BatchCost:
     mac_energy_pj: float
     compute_cycles: np.ndarray
     bw_cycles: np.ndarray
+    net_cycles: np.ndarray
+    stall_cycles: np.ndarray
+    fill_cycles: np.ndarray
+    drain_cycles: np.ndarray
     cycles: np.ndarray
     energy_pj: np.ndarray
     fits: np.ndarray
@@ -98,6 +112,114 @@ def _window_is_box(T: np.ndarray, Sp: np.ndarray, p: int, c: int) -> np.ndarray:
     return ok
 
 
+def input_halo(layer: Layer) -> tuple[int, int, int, int]:
+    """Zero-padding rows/columns the loop nest touches on each side of the input: (top,
+    bottom, left, right). Read from `layer.padding` when the layer carries it (a 4-tuple);
+    a layer without it has none, and its padded extent counts as data."""
+    pad = getattr(layer, "padding", None)
+    if not pad:
+        return (0, 0, 0, 0)
+    top, bottom, left, right = (int(v) for v in pad)
+    return top, bottom, left, right
+
+
+def _clipped(
+    halo: int,
+    n_out: np.ndarray,
+    out_ext: np.ndarray,
+    n_ker: np.ndarray,
+    ker_ext: np.ndarray,
+    stride: int,
+) -> np.ndarray:
+    """Halo rows summed over every tile position along one spatial axis: tiles of `out_ext`
+    output rows and `ker_ext` kernel rows (`n_out` x `n_ker` positions); a tile starting at
+    row `i*out_ext*stride + j*ker_ext` touches rows `a*stride + b` after it (a < out_ext,
+    b < ker_ext). Only the first `halo` rows count; by symmetry the same function counts
+    the far side."""
+    out = np.zeros(len(n_out), dtype=np.int64)
+    span = (out_ext - 1) * stride + ker_ext
+    for x in range(halo):
+        for i in range(halo):
+            for j in range(halo):
+                d = x - i * out_ext * stride - j * ker_ext
+                hit = (d >= 0) & (d < span) & ((stride <= ker_ext) | (d % stride < ker_ext))
+                out += hit & (i < n_out) & (j < n_ker)
+    return out
+
+
+def _real_fraction(layer: Layer, box: np.ndarray) -> np.ndarray:
+    """Average fraction of a DRAM input fill of box extents `box [B, D]` that is real data
+    (not the generated zero halo), over all tile positions; 1 where the layer has no
+    padding. Exact for any tiling: every tile position occurs equally often among fills."""
+    top, bottom, left, right = input_halo(layer)
+    frac = np.ones(box.shape[0])
+    for (lo, hi), o_dim, k_dim, stride in (
+        ((top, bottom), _P, _R, layer.stride_h),
+        ((left, right), _Q, _S, layer.stride_w),
+    ):
+        if not (lo or hi):
+            continue
+        oe, ke = box[:, o_dim], box[:, k_dim]
+        no, nk = layer.bounds[o_dim] // oe, layer.bounds[k_dim] // ke
+        rows = np.minimum((oe - 1) * stride + ke, oe * ke) * no * nk
+        halo = _clipped(lo, no, oe, nk, ke, stride) + _clipped(hi, no, oe, nk, ke, stride)
+        frac = frac * (rows - halo) / rows
+    return frac
+
+
+def compulsory_input_elems(layer: Layer, arch: Arch) -> float:
+    """Input elements the outermost level must supply at least once: the whole touched
+    input, less the generated zero halo unless `arch.padding_reads`."""
+    if arch.padding_reads:
+        return float(layer.input_elems)
+    box = np.array([layer.bounds], dtype=np.int64)
+    return float(layer.input_elems * _real_fraction(layer, box)[0])
+
+
+def _port_time(
+    r: np.ndarray | float, w: np.ndarray | float, ports: tuple[float, float, float]
+) -> np.ndarray | float:
+    """Cycles to move `r` read and `w` written bits through one level instance's ports
+    (`ports` = shared, read, write bits per cycle; None: no limit): a shared port carries
+    both, separate read and write ports one each."""
+    shared, rd, wr = ports
+    t: np.ndarray | float = 0.0
+    if shared is not None:
+        t = (r + w) / shared
+    if rd is not None and not isinstance(r, float):
+        t = np.maximum(t, r / rd)
+    if wr is not None and not isinstance(w, float):
+        t = np.maximum(t, w / wr)
+    return t
+
+
+def _double_buffered(level: MemoryLevel, need: np.ndarray) -> np.ndarray:
+    """`[B, 3]` whether `level` holds a second tile of each operand (`need [B, 3]`: tile
+    bits per instance), so that the next tile's transfer overlaps the work on this one.
+    `double_buffered` True/False on the level forces it; None applies ZigZag's rule
+    (cost_model.calc_double_buffer_flag): a partition qualifies when it holds twice its
+    tile; a shared buffer whose tiles fill at most half of it qualifies for every operand,
+    otherwise operands qualify in the order weights, inputs, outputs while their tile still
+    fits in what the others leave free. Unbounded levels always qualify."""
+    B = need.shape[0]
+    if level.double_buffered is not None:
+        return np.full((B, 3), level.double_buffered)
+    db = np.ones((B, 3), dtype=bool)
+    held = [o for o, op in enumerate(OPERANDS) if op in level.holds]
+    if level.partition_bits is not None:
+        for o in held:
+            db[:, o] = 2 * need[:, o] <= level.partition_bits[OPERANDS[o]]
+    elif level.capacity_bits is not None:
+        cap = float(level.capacity_bits)
+        used = need.sum(axis=1)
+        half = used <= cap / 2
+        for o in held:
+            ok = half | (need[:, o] <= cap - used)
+            db[:, o] = ok
+            used = np.where(ok & ~half, used + need[:, o], used)
+    return db
+
+
 def evaluate_batch(
     layer: Layer, arch: Arch, batch: MappingBatch, energy: EnergyTable | None = None
 ) -> BatchCost:
@@ -105,6 +227,10 @@ def evaluate_batch(
 
     `fits` is False where a tile exceeds a capacity or an input window is not a box (see
     `_window_is_box`); factor products and fanout rules are the caller's (`check_mapping`).
+    Latency follows the rule stated in `docs/accelerator.md` ("Latency"): the overlapped
+    phase (compute, or the slowest port or network at its bandwidth) plus the stalls of
+    transfers that cannot overlap (refills of a level without a second buffer, the first
+    fill and the last drain).
     """
     energy = energy or resolve_energy(arch, layer)
     bits_by_op = operand_bits(arch, layer)
@@ -132,10 +258,44 @@ def evaluate_batch(
     sp_suffix = np.ones((B, L + 1, D), dtype=np.int64)
     sp_suffix[:, :L] = np.cumprod(Sp[:, ::-1], axis=1)[:, ::-1]
     out_total = layer.output_elems
+    out_bits = float(get_format(layer.output_format).bits_per_element)
     # Spatial factors of loops that do not index outputs: each replicates partial sums.
     red = np.where(_REL[_O][None, None, :], 1, Sp).prod(axis=2)
     red_above = np.ones((B, L + 1), dtype=np.int64)
     red_above[:, 1:] = np.cumprod(red, axis=1)
+
+    # Tile bits per instance of every level and operand: capacity and double buffering.
+    need = np.zeros((B, L, 3))
+    for l, level in enumerate(arch.levels):
+        for o, op in enumerate(OPERANDS):
+            if op in level.holds:
+                need[:, l, o] = footprint(o, ext[:, l], strides) * bits[o]
+    db: dict[int, np.ndarray] = {}  # per level, computed where a stall may arise
+
+    # Port and network limits. Latency work is skipped where none is set.
+    inf = np.inf
+    ports = [
+        (
+            lv.bandwidth_bits_per_cycle,
+            lv.read_bandwidth_bits_per_cycle,
+            lv.write_bandwidth_bits_per_cycle,
+        )
+        for lv in arch.levels
+    ]
+    limited_port = [any(v is not None for v in pt) for pt in ports]
+    net_bw = [
+        (lv.fanout.bandwidth_bits_per_cycle or inf) if lv.fanout is not None else inf
+        for lv in arch.levels
+    ]
+    multicast = [lv.fanout is None or lv.fanout.multicast for lv in arch.levels]
+    ov_r = np.zeros((B, L))  # overlapped read bits per instance
+    ov_w = np.zeros((B, L))
+    ov_net = np.zeros((B, L))  # overlapped network bits per fanout instance
+    stall_lv = np.zeros((B, L))  # non-overlapped refill cycles, by the level refilled
+    fill = np.zeros(B)
+    drain = np.zeros(B)
+    real_inputs = np.ones(B)
+    halo = any(input_halo(layer))
 
     has_fanout = [level.fanout is not None for level in arch.levels]
     window_ok = np.ones(B, dtype=bool)
@@ -158,35 +318,91 @@ def evaluate_batch(
             union = footprint(o, child * sp_suffix[:, p], strides)
             moved = ev * union * inst[:, p]
             # Elements crossing each fanout f in [p, c): per port under f.
+            net_ev: dict[int, np.ndarray] = {}  # elements per fanout instance per event
             for f in range(p, c):
                 if not has_fanout[f]:
                     continue
                 port = footprint(o, child * sp_suffix[:, f + 1], strides) if f + 1 < c else tile
                 deliv[:, f, o] += ev * port * inst[:, f + 1]
+                if net_bw[f] < inf:
+                    net_ev[f] = (
+                        footprint(o, child * sp_suffix[:, f], strides)
+                        if multicast[f]
+                        else port * sp_total[:, f]
+                    ).astype(np.float64)
             if op == "inputs":
                 window_ok &= _window_is_box(T, Sp, p, c)
+            # Per-event bits at the parent (per instance) and the child (per instance).
+            r_p = w_p = r_c = w_c = 0.0
             if op != "outputs":
-                reads[:, p, o] += moved
+                if p == 0 and op == "inputs" and halo and not arch.padding_reads:
+                    # The zero halo is generated on chip, not read from the outer level.
+                    real_inputs = _real_fraction(layer, child * sp_suffix[:, 0])
+                    reads[:, p, o] += np.rint(moved * real_inputs).astype(np.int64)
+                else:
+                    reads[:, p, o] += moved
                 if c < L:
                     writes[:, c, o] += ev * tile * inst[:, c]
+                r_p = union * bits[o] * (real_inputs if p == 0 and op == "inputs" else 1.0)
+                w_c = tile * bits[o]
+                pf_frac = 0.0
+            else:
+                first = out_total * red_above[:, p]
+                psum_fills = moved - first
+                writes[:, p, o] += moved
+                reads[:, p, o] += psum_fills
+                for f in range(p, c):
+                    if has_fanout[f]:
+                        deliv[:, f, o] += psum_fills
+                if c < L:
+                    reads[:, c, o] += ev * tile * inst[:, c]
+                    writes[:, c, o] += psum_fills
+                pf_frac = psum_fills / moved
+                w_p = union * bits[o]
+                if p == 0:  # the final outputs leave at the output format's width
+                    w_p = w_p - out_total * (bits[o] - out_bits) / ev
+                r_p = union * bits[o] * pf_frac
+                r_c = tile * bits[o]
+                w_c = pf_frac * union * bits[o] * inst[:, p] / inst[:, c]  # psum fills
+            net_bits = {f: n * bits[o] * (1.0 + pf_frac) for f, n in net_ev.items()}
+            lim_p, lim_c = limited_port[p], c < L and limited_port[c]
+            if not (lim_p or lim_c or net_bits):
                 continue
-            first = out_total * red_above[:, p]
-            psum_fills = moved - first
-            writes[:, p, o] += moved
-            reads[:, p, o] += psum_fills
-            for f in range(p, c):
-                if has_fanout[f]:
-                    deliv[:, f, o] += psum_fills
-            if c < L:
-                reads[:, c, o] += ev * tile * inst[:, c]
-                writes[:, c, o] += psum_fills
+            if c == L:  # the MAC lanes read (and update) every cycle: always overlapped
+                if lim_p:
+                    ov_r[:, p] += ev * r_p
+                    ov_w[:, p] += ev * w_p
+                for f, nb in net_bits.items():
+                    ov_net[:, f] += ev * nb
+                continue
+            t_ev = _port_time(r_p, w_p, ports[p]) if lim_p else 0.0
+            if lim_c:
+                t_ev = np.maximum(t_ev, _port_time(r_c, w_c, ports[c]))
+            for f, nb in net_bits.items():
+                t_ev = np.maximum(t_ev, nb / net_bw[f])
+            # One event never overlaps: the first fill (operands read), the last drain.
+            if op == "outputs":
+                drain += t_ev
+            else:
+                fill += t_ev
+            if c not in db:
+                db[c] = _double_buffered(arch.levels[c], need[:, c])
+            later = (ev - 1) * db[c][:, o]  # refills that overlap the work
+            stall_lv[:, c] += (ev - 1 - later) * t_ev
+            if lim_p:
+                ov_r[:, p] += later * r_p
+                ov_w[:, p] += later * w_p
+            if lim_c:
+                ov_r[:, c] += later * r_c
+                ov_w[:, c] += later * w_c
+            for f, nb in net_bits.items():
+                ov_net[:, f] += later * nb
 
     # Energy: every count at its operand's bits; the final outputs leave at output width.
     access_bits = bits[None, None, :]
     level_e = (reads * access_bits) * energy.read_pj_per_bit[None] + (
         writes * access_bits
     ) * energy.write_pj_per_bit[None]
-    out_bits = float(get_format(layer.output_format).bits_per_element)
     level_e[:, 0, _O] -= out_total * (bits[_O] - out_bits) * energy.write_pj_per_bit[0, _O]
     net_e = (deliv * access_bits).sum(axis=2) * energy.network_pj_per_bit[None]
     density = arch.sparse.mac_density(layer.weight_density, layer.input_density)
@@ -198,27 +414,28 @@ def evaluate_batch(
     if frac < 1.0:
         total_t = np.ceil(total_t * frac).astype(np.int64)
 
-    # Latency: compute (one temporal iteration per cycle) against each level's bandwidth.
-    traffic = ((reads + writes) * access_bits).sum(axis=2)
-    traffic[:, 0] -= out_total * (bits[_O] - out_bits)  # final outputs at output width
-    traffic_bits = traffic / inst[:, :L]
-    bw = np.array([lv.bandwidth_bits_per_cycle or np.inf for lv in arch.levels], dtype=np.float64)
-    bw_cycles = traffic_bits / bw[None, :]
-    cycles = np.maximum(total_t.astype(np.float64), bw_cycles.max(axis=1))
+    # Latency: the overlapped phase is the slowest of compute (one temporal iteration per
+    # cycle), each level's ports and each network; transfers that cannot overlap add to it.
+    bw_cycles = np.zeros((B, L))
+    steady = total_t.astype(np.float64)
+    for l in range(L):
+        if limited_port[l]:
+            bw_cycles[:, l] = _port_time(ov_r[:, l], ov_w[:, l], ports[l])
+            steady = np.maximum(steady, bw_cycles[:, l])
+    net_cycles = ov_net / np.array(net_bw)[None, :]
+    if any(b < inf for b in net_bw):
+        steady = np.maximum(steady, net_cycles.max(axis=1))
+    cycles = steady + stall_lv.sum(axis=1) + fill + drain
 
     fits = window_ok.copy()
     for l, level in enumerate(arch.levels):
-        used = np.zeros(B)
+        cap_total = level.capacity_bits
         for o, op in enumerate(OPERANDS):
-            if op not in level.holds:
-                continue
-            need = footprint(o, ext[:, l], strides) * bits[o]
-            cap = level.capacity_of(op)
+            cap = level.capacity_of(op) if op in level.holds else None
             if level.partition_bits is not None and cap is not None:
-                fits &= need <= cap
-            used = used + need
-        if level.partition_bits is None and level.capacity_bits is not None:
-            fits &= used <= level.capacity_bits
+                fits &= need[:, l, o] <= cap
+        if level.partition_bits is None and cap_total is not None:
+            fits &= need[:, l].sum(axis=1) <= cap_total
     return BatchCost(
         reads=reads,
         writes=writes,
@@ -228,6 +445,10 @@ def evaluate_batch(
         mac_energy_pj=mac_e,
         compute_cycles=total_t,
         bw_cycles=bw_cycles,
+        net_cycles=net_cycles,
+        stall_cycles=stall_lv,
+        fill_cycles=fill,
+        drain_cycles=drain,
         cycles=cycles,
         energy_pj=energy_pj,
         fits=fits,

@@ -4,9 +4,10 @@ Public: `map_workload`, `WorkloadCost`, `LayerResult`, `SpeedOfLight`, `speed_of
 
 Identical layers (same `Layer.shape_key()`) are searched once. Totals weight each layer by its
 `repeat`. The speed of light is the least any mapping could spend on this architecture: every
-MAC once, and only the compulsory DRAM traffic (each weight and input read once, each output
-written once at its output width), in energy; in time, the MACs on every lane at once or that
-traffic at the outer level's bandwidth, whichever is slower.
+MAC once, and only the compulsory DRAM traffic (each weight and input read once, the input's
+zero halo not at all unless the arch reads padding, each output written once at its output
+width), in energy; in time, the MACs on every lane at once or that traffic at the outer
+level's bandwidth, whichever is slower.
 """
 
 from __future__ import annotations
@@ -19,7 +20,13 @@ from picojoule.arch.energy import EnergyTable, operand_bits, resolve_energy
 from picojoule.arch.spec import Arch
 from picojoule.formats import get as get_format
 from picojoule.mapping.cost import executed_macs
+from picojoule.mapping.model import compulsory_input_elems
 from picojoule.mapping.search import Objective, SearchResult, search
+from picojoule.mapping.utilization import (
+    POOR_UTILIZATION,
+    UtilizationWarning,
+    utilization_warnings,
+)
 from picojoule.workload.layer import OPERANDS, Layer, Workload
 
 __all__ = ["SpeedOfLight", "LayerResult", "WorkloadCost", "speed_of_light", "map_workload"]
@@ -39,9 +46,10 @@ def speed_of_light(layer: Layer, arch: Arch, energy: EnergyTable) -> SpeedOfLigh
     w = OPERANDS.index("weights")
     i = OPERANDS.index("inputs")
     o = OPERANDS.index("outputs")
+    inputs = compulsory_input_elems(layer, arch)  # less the generated zero halo
     dram_pj = (
         layer.weight_elems * bits["weights"] * energy.read_pj_per_bit[0, w]
-        + layer.input_elems * bits["inputs"] * energy.read_pj_per_bit[0, i]
+        + inputs * bits["inputs"] * energy.read_pj_per_bit[0, i]
         + layer.output_elems * out_bits * energy.write_pj_per_bit[0, o]
     )
     density = arch.sparse.mac_density(layer.weight_density, layer.input_density)
@@ -49,7 +57,7 @@ def speed_of_light(layer: Layer, arch: Arch, energy: EnergyTable) -> SpeedOfLigh
     mac_pj = macs * energy.mac_pj * density
     dram_bits = (
         layer.weight_elems * bits["weights"]
-        + layer.input_elems * bits["inputs"]
+        + inputs * bits["inputs"]
         + layer.output_elems * out_bits
     )
     bw = arch.levels[0].bandwidth_bits_per_cycle
@@ -65,6 +73,9 @@ class LayerResult:
     result: SearchResult
     bound: SpeedOfLight
     mac_format: str
+    # Structural reasons the layer cannot fill the array (`picojoule.mapping.utilization`),
+    # given when the mapping found keeps fewer than half of the lanes busy.
+    warnings: tuple[UtilizationWarning, ...] = ()
 
     @property
     def energy_pj(self) -> float:
@@ -149,6 +160,19 @@ class WorkloadCost:
         return sum(r.bound.cycles * r.layer.repeat for r in self.layers)
 
     @property
+    def warnings(self) -> tuple[str, ...]:
+        """One line per structural utilization limit, each naming the reason and the fix
+        (layers of the same shape are reported once)."""
+        seen, out = set(), []
+        for r in self.layers:
+            for w in r.warnings:
+                key = (r.layer.shape_key(), w.reason)
+                if key not in seen:
+                    seen.add(key)
+                    out.append(str(w))
+        return tuple(out)
+
+    @property
     def timed_out(self) -> tuple[str, ...]:
         """Names of layers whose search stopped at the time budget."""
         return tuple(r.layer.name for r in self.layers if r.result.timed_out)
@@ -171,6 +195,7 @@ class WorkloadCost:
             "speed_of_light": {"energy_pj": self.sol_energy_pj, "cycles": self.sol_cycles},
             "elapsed_s": self.elapsed_s,
             "timed_out_layers": list(self.timed_out),
+            "warnings": list(self.warnings),
             "layers": [
                 {
                     "name": r.layer.name,
@@ -183,6 +208,11 @@ class WorkloadCost:
                     "cycles": r.result.cost.cycles,
                     "utilization": r.result.cost.utilization,
                     "bound_by": r.result.cost.bound_by,
+                    "compute_cycles": r.result.cost.compute_cycles,
+                    "stall_cycles": r.result.cost.stall_cycles,
+                    "fill_cycles": r.result.cost.fill_cycles,
+                    "drain_cycles": r.result.cost.drain_cycles,
+                    "spatial_utilization": r.result.cost.spatial_utilization,
                     "energy_by_level_pj": r.result.cost.energy_by_level_pj,
                     "mac_energy_pj": r.result.cost.mac_energy_pj,
                     "network_energy_pj": r.result.cost.network_energy_pj,
@@ -257,7 +287,12 @@ def map_workload(
                 while len(_CACHE) > CACHE_SIZE:
                     _CACHE.popitem(last=False)
         found, bound, fmt = unique[key]
-        results.append(LayerResult(layer=layer, result=found, bound=bound, mac_format=fmt))
+        notes: tuple[UtilizationWarning, ...] = ()
+        if found.cost.utilization < POOR_UTILIZATION:
+            notes = tuple(utilization_warnings(layer, arch))
+        results.append(
+            LayerResult(layer=layer, result=found, bound=bound, mac_format=fmt, warnings=notes)
+        )
     return WorkloadCost(
         workload=workload.name,
         arch=arch.name,

@@ -19,6 +19,7 @@ search including the exhaustive one:
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -126,6 +127,47 @@ class MapSpace:
                 F[int(np.argmax(self.allowed[:, i])), i] = self.bounds[i]
         return F
 
+    def spatial_seeds(self) -> np.ndarray:
+        """Points that fill the fanout axes as fully as the loop bounds allow: `[K, S, D]`.
+
+        Each axis in turn takes the largest product of divisors of the remaining bounds of
+        its allowed loops that fits it (an exact subset-product search over divisors), and
+        what is left of each loop sits in its outermost allowed temporal slot. Four
+        variants: axes outermost-first or innermost-first, loops in DIMS order or reversed
+        when two fills tie. Random sampling rarely fills several axes at once, which is
+        what latency needs; the search descends from these as well.
+        """
+        sized = [s for s in range(self.n_slots) if self.slot_size[s] > 0]
+        seeds = []
+        for axis_order in (sized, sized[::-1]):
+            for dim_order in (range(len(DIMS)), range(len(DIMS) - 1, -1, -1)):
+                rem = [int(b) for b in self.bounds]
+                F = np.ones((self.n_slots, len(DIMS)), dtype=np.int64)
+                for slot in axis_order:
+                    size = int(self.slot_size[slot])
+                    reach: dict[int, tuple[tuple[int, int], ...]] = {1: ()}
+                    for d in dim_order:
+                        if not self.allowed[slot, d] or rem[d] == 1:
+                            continue
+                        divs = [f for f in range(1, min(rem[d], size) + 1) if rem[d] % f == 0]
+                        nxt = dict(reach)
+                        for prod, choice in reach.items():
+                            for f in divs[1:]:
+                                if prod * f <= size and prod * f not in nxt:
+                                    nxt[prod * f] = (*choice, (d, f))
+                        reach = nxt
+                    for d, f in reach[max(reach)]:
+                        F[slot, d] *= f
+                        rem[d] //= f
+                for d in range(len(DIMS)):
+                    if rem[d] > 1:
+                        slots = np.flatnonzero(self.allowed[:, d] & (self.slot_size == 0))
+                        if not len(slots):
+                            slots = np.flatnonzero(self.allowed[:, d])
+                        F[int(slots[0]), d] *= rem[d]
+                seeds.append(F)
+        return np.unique(np.stack(seeds), axis=0)
+
     def spatial_ok(self, F: np.ndarray) -> np.ndarray:
         """`[B]` whether each axis's factors fit its size (F: `[B, S, D]`)."""
         prods = F.prod(axis=2)
@@ -156,9 +198,78 @@ class MapSpace:
             order=tuple(tuple(DIMS[i] for i in CANONICAL_ORDERS[o]) for o in orders),
         )
 
-    def count_factorings(self) -> int:
-        """Factor tables whose fanout axes fit (the exhaustive search's size before orders)."""
-        return len(self._fitting()[0])
+    def count_factorings(self, stop_above: int | None = None) -> int:
+        """Factor tables whose fanout axes fit (the exhaustive search's size before orders),
+        counted combinatorially: nothing the size of the space is allocated.
+
+        Rule: a loop's factorings are, per prime power p^e, the ways to spread e over its
+        allowed slots; only the exponents landing on fanout axes matter for fitting, and
+        for each such choice summing to s the temporal slots take the rest in
+        C(e - s + t - 1, t - 1) ways (t temporal slots; none: s must be e). Each loop's
+        choices are grouped by their products on the axes, and a dynamic programme over the
+        loops keeps one count per vector of axis products that still fits. Equal to the
+        number of tables `factor_chunks` yields (the tests hold the two equal).
+
+        `stop_above`: return as soon as the count is known to exceed it (the tables counted
+        so far, each extended by every all-temporal placement of the later loops, are
+        distinct); the number returned is then a lower bound above `stop_above`.
+        """
+        sized = np.flatnonzero(self.slot_size > 0)
+        limits = tuple(int(v) for v in self.slot_size[sized])
+        ones = tuple(1 for _ in sized)
+        options = [self._axis_projections(i, sized, limits) for i in range(len(DIMS))]
+        # Any table of the loops so far extends to at least `later[i]` whole tables: each
+        # later loop placed wholly in temporal slots (its options whose axis products are 1).
+        later = [1] * (len(DIMS) + 1)
+        for i in range(len(DIMS) - 1, -1, -1):
+            later[i] = later[i + 1] * options[i].get(ones, 0)
+        states: dict[tuple[int, ...], int] = {ones: 1}
+        for i in range(len(DIMS)):
+            nxt: dict[tuple[int, ...], int] = {}
+            total = 0
+            for state, n in states.items():
+                for proj, m in options[i].items():
+                    new = tuple(a * b for a, b in zip(state, proj, strict=True))
+                    if all(v <= lim for v, lim in zip(new, limits, strict=True)):
+                        nxt[new] = nxt.get(new, 0) + n * m
+                        total += n * m
+                # Every term counts distinct tables, so total x later[i + 1] is a lower
+                # bound of the final count.
+                if stop_above is not None and total * later[i + 1] > stop_above:
+                    return total * later[i + 1]
+            states = nxt
+        return sum(states.values())
+
+    def _axis_projections(
+        self, i: int, sized: np.ndarray, limits: tuple[int, ...]
+    ) -> dict[tuple[int, ...], int]:
+        """Loop `i`'s factorings grouped by their products on the fanout axes: counts."""
+        allowed = self.allowed[:, i]
+        axes = [k for k, s in enumerate(sized) if allowed[s]]
+        temporal = int(allowed.sum()) - len(axes)
+        out: dict[tuple[int, ...], int] = {tuple(1 for _ in sized): 1}
+        for p, e in _prime_powers(int(self.bounds[i])):
+            # Exponent choices per axis, capped where p**x would overflow the axis.
+            caps = [min(e, int(math.log(limits[k], p) + 1e-9)) for k in axes]
+            ways: dict[tuple[int, ...], int] = {}
+            for exps in itertools.product(*(range(c + 1) for c in caps)):
+                s = sum(exps)
+                if s > e or (temporal == 0 and s != e):
+                    continue
+                rest = math.comb(e - s + temporal - 1, temporal - 1) if temporal else 1
+                proj = [1] * len(sized)
+                for k, x in zip(axes, exps, strict=True):
+                    proj[k] = p**x
+                key = tuple(proj)
+                ways[key] = ways.get(key, 0) + rest
+            merged: dict[tuple[int, ...], int] = {}
+            for a, n in out.items():
+                for b, m in ways.items():
+                    key = tuple(x * y for x, y in zip(a, b, strict=True))
+                    if all(v <= lim for v, lim in zip(key, limits, strict=True)):
+                        merged[key] = merged.get(key, 0) + n * m
+            out = merged
+        return out
 
     def _per_dim(self) -> list[np.ndarray]:
         """For each loop, every way to spread its prime factors over its allowed slots."""
@@ -185,7 +296,9 @@ class MapSpace:
         prods = np.ones((1, len(sized)), dtype=np.int64)
         for options in per_dim:
             n = len(options)
-            new_prods = (prods[:, None, :] * options[None, :, sized]).reshape(-1, len(sized))
+            new_prods = (prods[:, None, :] * options[None, :, sized]).reshape(
+                len(prods) * n, len(sized)
+            )
             new_combos = np.concatenate(
                 [np.repeat(combos, n, axis=0), np.tile(np.arange(n), len(combos))[:, None]],
                 axis=1,
