@@ -35,7 +35,14 @@ import torch
 import torch.nn as nn
 
 from picojoule.errors import ConfigError
-from picojoule.quant.capture import SharedInput, Stage, StageLayer, observe_all, sequential
+from picojoule.quant.capture import (
+    SharedInput,
+    Stage,
+    StageLayer,
+    observe_all,
+    sequential,
+    trace_stages,
+)
 from picojoule.quant.recipe import QuantConfig, parse_recipe
 
 __all__ = ["AlgorithmReport", "apply_algorithms_", "needs_algorithms", "TOKENS_PER_LAYER"]
@@ -193,9 +200,10 @@ _PAIRS = (("mlp.down_proj", "mlp.up_proj"), ("self_attn.o_proj", "self_attn.v_pr
 
 
 def _fold_target(
-    model: nn.Module, stage: Stage, modules: dict[str, nn.Module]
+    stage: Stage, modules: dict[str, nn.Module], stages: Sequence[Stage]
 ) -> tuple[str, nn.Module] | None:
-    """The module whose output channels can absorb the stage's input scales, if any."""
+    """The module whose output channels can absorb the stage's input scales, if any; `stages`
+    (all traced stages) tell whether another layer reads that module's output too."""
     layers = [modules[n] for n in stage.names]
     width = layers[0].in_features
     name = stage.producer
@@ -221,17 +229,10 @@ def _fold_target(
         ok = False
     if not ok:
         return None
-    readers = _readers(model, name)
-    if set(readers) - set(stage.names):  # another layer reads it too: scaling would hurt it
+    readers = {n for s in stages if s.producer == name for n in s.names}
+    if readers - set(stage.names):  # another layer reads it too: scaling would hurt it
         return None
     return name, prev
-
-
-def _readers(model: nn.Module, producer: str) -> list[str]:
-    """Layers known (from the traced stages) to read `producer`'s output."""
-    stages = getattr(model, "_pj_stages", [])
-    out = [n for s in stages if s.producer == producer for n in s.names]
-    return out
 
 
 def _smooth(model: nn.Module, linears: list[str], batches: list[Any], alpha: float) -> list[str]:
@@ -241,9 +242,12 @@ def _smooth(model: nn.Module, linears: list[str], batches: list[Any], alpha: flo
     lines: list[str] = []
     folded = skipped = 0
 
+    # the folds are exact, so one pass collects every stage's statistics
+    stages, observers = observe_all(model, linears, batches, lambda n, m: ChannelAbsMax())
+
     def update(layers: Sequence[StageLayer], stage: Stage) -> None:
         nonlocal folded, skipped
-        target = _fold_target(model, stage, modules)
+        target = _fold_target(stage, modules, stages)
         if target is None:
             skipped += 1
             return
@@ -252,14 +256,8 @@ def _smooth(model: nn.Module, linears: list[str], batches: list[Any], alpha: flo
         fold_scales_(target[1], [layer.module for layer in layers], s)
         folded += 1
 
-    # the folds are exact, so one pass collects every stage's statistics
-    stages, observers = observe_all(model, linears, batches, lambda n, m: ChannelAbsMax())
-    model._pj_stages = stages  # type: ignore[assignment]
-    try:
-        for stage in stages:
-            update([StageLayer(n, modules[n], observers[n]) for n in stage.names], stage)
-    finally:
-        del model._pj_stages
+    for stage in stages:
+        update([StageLayer(n, modules[n], observers[n]) for n in stage.names], stage)
     lines.append(
         f"smooth:{alpha:g}: scales folded into {folded} producer(s); {skipped} stage(s) read an "
         "input no norm or linear alone produces, left unsmoothed"
@@ -316,13 +314,14 @@ def _awq(
     modules = dict(model.named_modules())
     weighted = [n for n in linears if (c := cfg.for_module(n)) is not None and c.weight]
     rows = _rows_per_pass(model, batches)
+    stages = trace_stages(model, weighted, batches[0]) if weighted else []
     folded, unfolded, clipped, alphas = 0, 0, 0, []
 
     def update(layers: Sequence[StageLayer], stage: Stage) -> None:
         nonlocal folded, unfolded, clipped
         x = layers[0].observer.stats.tensor()
         quant, _, _ = _weight_quantizer(cfg, layers[0].name)
-        target = _fold_target(model, stage, modules)
+        target = _fold_target(stage, modules, stages)
         if target is not None:
             found = awq_search_scale(x, [layer.module for layer in layers], quant)
             fold_scales_(target[1], [layer.module for layer in layers], found.s)
@@ -341,13 +340,15 @@ def _awq(
             clipped += 1
         say(f"awq: {','.join(stage.names)}")
 
-    _with_stages(
-        model,
-        weighted,
-        batches,
-        SharedInput(lambda n, m: _TokenSample(TOKENS_PER_LAYER, rows)),
-        update,
-    )
+    if weighted:
+        sequential(
+            model,
+            weighted,
+            batches,
+            observer=SharedInput(lambda n, m: _TokenSample(TOKENS_PER_LAYER, rows)),
+            update=update,
+            stages=stages,
+        )
     mean_alpha = sum(alphas) / len(alphas) if alphas else float("nan")
     return [
         f"wcal:awq: scales searched and folded for {folded} stage(s) (mean alpha "
@@ -372,26 +373,6 @@ def _rows_per_pass(model: nn.Module, batches: list[Any]) -> int:
         else:
             total += b.numel()
     return max(total, 1)
-
-
-def _with_stages(
-    model: nn.Module,
-    names: list[str],
-    batches: list[Any],
-    observer: Callable[[str, nn.Module], Any],
-    update: Callable[[Sequence[StageLayer], Stage], None],
-) -> list[Stage]:
-    """`sequential`, with the traced stages kept on the model while updates run (to tell
-    which producer a single stage reads alone)."""
-    from picojoule.quant.capture import trace_stages
-
-    if not names:
-        return []
-    model._pj_stages = trace_stages(model, names, batches[0])  # type: ignore[assignment]
-    try:
-        return sequential(model, names, batches, observer=observer, update=update)
-    finally:
-        del model._pj_stages
 
 
 # --- GPTQ ------------------------------------------------------------------------------------
@@ -445,15 +426,18 @@ def _gptq(
             losses.append(float(res.loss))
         say(f"gptq: {','.join(stage.names)}")
 
-    _with_stages(
-        model,
-        names,
-        batches,
-        # float32 sums as the reference does (float64 doubles the time of the largest GEMMs);
-        # layers reading one tensor (q/k/v, gate/up) share one Hessian
-        SharedInput(lambda n, m: HessianAccumulator(modules[n].in_features, dtype=torch.float32)),
-        update,
-    )
+    if names:
+        sequential(
+            model,
+            names,
+            batches,
+            # float32 sums as the reference does (float64 doubles the time of the largest
+            # GEMMs); layers reading one tensor (q/k/v, gate/up) share one Hessian
+            observer=SharedInput(
+                lambda n, m: HessianAccumulator(modules[n].in_features, dtype=torch.float32)
+            ),
+            update=update,
+        )
     return [
         f"wcal:gptq: {len(losses)} layer(s) solved column by column (blocks of {_GPTQ_BLOCK}, "
         f"dampening 1% of mean diag H); total objective {sum(losses):.4g}"

@@ -252,8 +252,11 @@ def sequential(
     observer: Callable[[str, nn.Module], Any],
     update: Callable[[Sequence[StageLayer], Stage], None],
     progress: Callable[[int, int, str], None] | None = None,
+    stages: Sequence[Stage] | None = None,
 ) -> list[Stage]:
     """Observe the layers `names` stage by stage and let `update` change them in between.
+
+    stages: `trace_stages(model, names, batches[0])` when the caller already traced them.
 
     observer(name, module) makes a fresh observer (`add_batch(x)`) for a layer; update(layers,
     stage) runs once a stage's observers saw every batch, before any later layer is observed;
@@ -268,7 +271,7 @@ def sequential(
     model.eval()
     try:
         with torch.no_grad():
-            stages = trace_stages(model, names, batches[0])
+            stages = list(stages) if stages is not None else trace_stages(model, names, batches[0])
             found = _block_list(model, names)
             total, done = len(stages), 0
 
