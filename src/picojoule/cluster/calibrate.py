@@ -629,15 +629,11 @@ def _worker(spec: dict[str, Any], rank: int) -> None:
 
 def _die_with_parent(parent: int) -> None:
     """End this worker when its parent (the calibration) dies, however it dies: the kernel's
-    `PR_SET_PDEATHSIG` (Linux; as `picojoule.procs.die_with_parent`), plus a daemon thread
-    that exits once this process is re-parented (portable, as `watch_owner`). Written here
-    when `picojoule.procs` still lived in `picojoule.dse`, whose package imports torch; it
-    could now share `picojoule.procs` (left for a later change)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
+    `PR_SET_PDEATHSIG` (`picojoule.procs.die_with_parent`), plus a daemon thread that exits
+    once this process is re-parented (portable)."""
+    from picojoule.procs import die_with_parent
 
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PDEATHSIG
+    die_with_parent()
     if os.getppid() != parent:  # it died before prctl took hold
         os._exit(1)
 
