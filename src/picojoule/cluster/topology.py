@@ -4,7 +4,7 @@ group of ranks sees on them.
 Public: `NodeSpec`, `nodes(override=None)`, `node(name, override=None)`, `System`,
 `system(node, gpu=None, override=None)`, `Tier`, `Group`.
 
-A `System` is a node preset resolved against the GPU table (`picojoule.energy.gpus`) and the
+A `System` is a node preset resolved against the GPU table (`picojoule.energy.gpu_specs`) and the
 link table (`links.py`). It hands out `Group`s: `n_per_node` ranks on each of `nodes` nodes,
 seeing two tiers:
 
@@ -25,7 +25,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from picojoule.cluster.links import Link, Source, link, load_rows
-from picojoule.energy.gpus import GpuSpec
+from picojoule.energy.gpu_specs import GpuSpec
 from picojoule.errors import ConfigError, nearest
 
 __all__ = ["NodeSpec", "nodes", "node", "System", "system", "Tier", "Group"]
@@ -179,7 +179,7 @@ class System:
 
 def system(node_name: str, gpu: str | None = None, override: str | Path | None = None) -> System:
     """Resolve a node preset: its GPU (or `gpu`, replacing the node's own GPU variant) and links."""
-    from picojoule.energy.gpus import gpu as get_gpu
+    from picojoule.energy.gpu_specs import gpu as get_gpu
 
     nd = node(node_name, override)
     spec = get_gpu(gpu or nd.gpu)

@@ -13,46 +13,47 @@ Public API (all energies in pJ; units in `picojoule.energy.units`):
 - instructions: `instruction_energy(name)`, `reproduce_published()`, `INSTRUCTIONS`.
 - GPUs: `gpu(name) -> GpuSpec`, `gpus()`, `speedup(base, target, ...)`.
 - speed of light: `roofline(workload, gpu) -> Roofline`; the ledger `format_ledger(fmt)`.
-- plots live in `picojoule.energy.plots` (imported on demand: matplotlib is slow to load).
+Submodules import lazily: `import picojoule.energy` loads none of them, so light CLI commands
+start fast. Plots live in `picojoule.energy.plots` (imported on demand: matplotlib is slow to load).
 """
 
-from picojoule.energy.arith import Calibration, calibrate
-from picojoule.energy.gpus import GpuSpec, gpu, gpus, peak_key, speedup
-from picojoule.energy.ledger import Ledger, format_ledger
-from picojoule.energy.mac import mac_energy
-from picojoule.energy.memory import dram_energy_pj_per_bit, sram_energy_pj, sram_model
-from picojoule.energy.ops import OpEnergy, op_energy, op_energy_pj
-from picojoule.energy.overhead import INSTRUCTIONS, instruction_energy, reproduce_published
-from picojoule.energy.roofline import Roofline, roofline
-from picojoule.energy.scaling import node_factor, node_scaling, scale_energy
-from picojoule.energy.tables import TableError, UncitedDataWarning, load_table
+import importlib
+from typing import Any
 
-__all__ = [
-    "Calibration",
-    "calibrate",
-    "GpuSpec",
-    "gpu",
-    "gpus",
-    "peak_key",
-    "speedup",
-    "Ledger",
-    "format_ledger",
-    "mac_energy",
-    "dram_energy_pj_per_bit",
-    "sram_energy_pj",
-    "sram_model",
-    "OpEnergy",
-    "op_energy",
-    "op_energy_pj",
-    "INSTRUCTIONS",
-    "instruction_energy",
-    "reproduce_published",
-    "Roofline",
-    "roofline",
-    "node_factor",
-    "node_scaling",
-    "scale_energy",
-    "TableError",
-    "UncitedDataWarning",
-    "load_table",
-]
+_EXPORTS = {
+    "Calibration": "arith",
+    "calibrate": "arith",
+    "GpuSpec": "gpu_specs",
+    "gpu": "gpu_specs",
+    "gpus": "gpu_specs",
+    "peak_key": "gpu_specs",
+    "speedup": "gpu_specs",
+    "Ledger": "ledger",
+    "format_ledger": "ledger",
+    "mac_energy": "mac",
+    "dram_energy_pj_per_bit": "memory",
+    "sram_energy_pj": "memory",
+    "sram_model": "memory",
+    "OpEnergy": "ops",
+    "op_energy": "ops",
+    "op_energy_pj": "ops",
+    "INSTRUCTIONS": "overhead",
+    "instruction_energy": "overhead",
+    "reproduce_published": "overhead",
+    "Roofline": "speed_of_light",
+    "roofline": "speed_of_light",
+    "node_factor": "scaling",
+    "node_scaling": "scaling",
+    "scale_energy": "scaling",
+    "TableError": "tables",
+    "UncitedDataWarning": "tables",
+    "load_table": "tables",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'picojoule.energy' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"picojoule.energy.{_EXPORTS[name]}"), name)

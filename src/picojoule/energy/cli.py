@@ -10,7 +10,8 @@ Commands:
 - `roofline`: per-layer speed of light (time and energy) of a built-in model on a GPU.
 - `interconnect`: NVLink bandwidth per generation (P100 -> B200) and the share of a
   data-parallel step its gradient all-reduce takes (`picojoule.cluster`).
-Bad input raises a `PicojouleError` subclass; the main CLI prints it as one line.
+Bad input raises a `PicojouleError` subclass; the main CLI prints it as one line. Each command
+imports what it needs (tables load pydantic and numpy), so `explain --help` starts fast.
 """
 
 from __future__ import annotations
@@ -23,14 +24,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from picojoule.energy.arith import calibrate
-from picojoule.energy.gpus import gpu as get_gpu
-from picojoule.energy.gpus import gpus as all_gpus
-from picojoule.energy.gpus import speedup
-from picojoule.energy.mac import DEFAULT_REDUCTION, mac_energy
-from picojoule.energy.overhead import INSTRUCTIONS, OVERHEAD_PJ, instruction_energy
-from picojoule.energy.scaling import node_scaling
-from picojoule.energy.tables import load_table
+from picojoule.energy.defaults import DEFAULT_REDUCTION, OVERHEAD_PJ
 from picojoule.errors import ConfigError
 from picojoule.options import check_choice, check_options
 
@@ -77,6 +71,12 @@ def gpus(
     table: Annotated[Path | None, typer.Option(help="user GPU table (YAML/CSV)")] = None,
 ) -> None:
     """GPU generations, TOPS/W, and where a speedup came from (default: 317x)."""
+    from picojoule.energy.gpu_specs import gpu as get_gpu
+    from picojoule.energy.gpu_specs import gpus as all_gpus
+    from picojoule.energy.gpu_specs import speedup
+    from picojoule.energy.scaling import node_scaling
+    from picojoule.energy.tables import load_table
+
     tab = load_table("gpus", table) if table else None
     for name in (base, target):
         get_gpu(name, tab)  # an unknown name fails before the table prints
@@ -141,6 +141,8 @@ def overhead(
     plot: Annotated[Path | None, typer.Option(help="write the breakdown plot (PNG) here")] = None,
 ) -> None:
     """Instruction energy = fixed overhead + math; both definitions of 'overhead'."""
+    from picojoule.energy.overhead import INSTRUCTIONS, instruction_energy
+
     check_choice("math", math, ("published", "bottom-up"))
     check_options(overhead_pj=overhead_pj, node=node)
     t = Table(title=f"Instruction energy at {node:g} nm (overhead {overhead_pj:g} pJ, math {math})")
@@ -181,6 +183,9 @@ def formats(
     plot: Annotated[Path | None, typer.Option(help="write the ledger plot (PNG) here")] = None,
 ) -> None:
     """Energy of one multiply-accumulate per format, with its parts."""
+    from picojoule.energy.arith import calibrate
+    from picojoule.energy.mac import mac_energy
+    from picojoule.energy.scaling import node_scaling
     from picojoule.formats import get
 
     check_options(node=node, reduction=reduction)
@@ -232,6 +237,8 @@ def formats(
 @app.command()
 def nodes() -> None:
     """Process-node energy factors (relative to 45 nm, 0.9 V) and their sources."""
+    from picojoule.energy.scaling import node_scaling
+
     scaling = node_scaling()
     t = Table(title="Energy per operation relative to 45 nm")
     for col in ("node nm", "factor", "45 nm / factor", "source"):
@@ -252,7 +259,8 @@ def roofline(
     plot: Annotated[Path | None, typer.Option(help="write the roofline plot (PNG) here")] = None,
 ) -> None:
     """Per-layer speed of light: FLOPs, bytes, intensity, bound, least time and energy."""
-    from picojoule.energy.roofline import roofline as compute_roofline
+    from picojoule.energy.gpu_specs import gpu as get_gpu
+    from picojoule.energy.speed_of_light import roofline as compute_roofline
     from picojoule.workload import apply_recipe, builtin
 
     check_options(batch=batch)

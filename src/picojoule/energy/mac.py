@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from picojoule.energy.arith import BASE_NODE_NM, Calibration, calibrate
+from picojoule.energy.defaults import DEFAULT_REDUCTION
 from picojoule.energy.memory import sram_model
 from picojoule.energy.ops import OpEnergy
 from picojoule.energy.scaling import NodeScaling, node_scaling
@@ -43,7 +44,6 @@ from picojoule.errors import ConfigError, FormatError
 
 __all__ = ["mac_energy", "DEFAULT_REDUCTION", "CODEBOOK_VALUE_FORMAT"]
 
-DEFAULT_REDUCTION = 4096  # dot-product length K when none is given (C*R*S or in_features)
 CODEBOOK_VALUE_FORMAT = "int16"  # EIE decodes 4-bit indices to 16-bit fixed point (ISCA 2016)
 _FP32 = (8, 23)
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from picojoule.energy.defaults import OVERHEAD_PJ
 from picojoule.energy.ops import op_energy
 from picojoule.energy.scaling import node_scaling
 from picojoule.errors import ConfigError, nearest
@@ -42,7 +43,6 @@ DALLY_2023 = (
     "Dally, Hardware for Deep Learning, Hot Chips 35 keynote 2023, 'complex instructions' table "
     "(45 nm; overhead = instruction fetch, decode and operand fetch, 30 pJ)"
 )
-OVERHEAD_PJ = 30.0  # DALLY_2023; the seed brief's "~30 pJ" for a scalar instruction
 
 
 @dataclass(frozen=True, kw_only=True)

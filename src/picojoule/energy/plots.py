@@ -14,10 +14,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 
-from picojoule.energy.gpus import GpuSpec  # noqa: E402
+from picojoule.energy.gpu_specs import GpuSpec  # noqa: E402
 from picojoule.energy.ledger import format_ledger  # noqa: E402
 from picojoule.energy.overhead import INSTRUCTIONS, instruction_energy  # noqa: E402
-from picojoule.energy.roofline import Roofline  # noqa: E402
+from picojoule.energy.speed_of_light import Roofline  # noqa: E402
 from picojoule.fsio import save_figure  # noqa: E402
 
 __all__ = ["plot_instructions", "plot_formats", "plot_roofline", "DEFAULT_PLOT_FORMATS"]

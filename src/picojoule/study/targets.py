@@ -11,7 +11,7 @@ multiplies / MACs, and the transform additions are charged at the input format's
 (`picojoule.energy.op_energy_pj`). Transform-domain data expansion is not re-mapped.
 
 On a GPU (`h100`, `a100`, ... from `picojoule.energy.gpus()`), latency is the roofline bound
-(`picojoule.energy.roofline`: max of FLOPs / peak and bytes / bandwidth per layer) and the
+(`picojoule.energy.speed_of_light`: max of FLOPs / peak and bytes / bandwidth per layer) and the
 energy estimate is board power (TDP) x that time - what the chip draws if it ran every layer at
 its roofline; the speed-of-light energy is the roofline's (MAC energy + compulsory DRAM
 traffic), so "vs SOL" shows what a real GPU spends on everything else.
@@ -192,7 +192,8 @@ def _gpu_bill(counts: list[LayerCount], target: str, measured: dict | None) -> d
         "assumptions": [
             f"target {spec.title}: datasheet peaks and {spec.bandwidth_gbs:g} GB/s, "
             f"TDP {spec.tdp_w:g} W ({spec.citation})",
-            "latency: roofline bound per layer, layers in sequence (picojoule.energy.roofline);"
+            "latency: roofline bound per layer, layers in sequence "
+            "(picojoule.energy.speed_of_light);"
             " batch 1 leaves a GPU far below its peaks, so real latency is higher",
             "energy estimate: TDP x roofline time; speed of light: MAC energy at the GPU's "
             "node + compulsory DRAM traffic (no instruction overhead, no on-chip traffic)",

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from picojoule.energy.gpus import GpuSpec
+from picojoule.energy.gpu_specs import GpuSpec
 from picojoule.energy.mac import mac_energy
 from picojoule.energy.memory import dram_energy_pj_per_bit
 from picojoule.energy.units import BITS_PER_BYTE, OPS_PER_MAC
