@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from picojoule.energy import gpu, gpus, peak_key, speedup
-from picojoule.energy.gpus import Speedup
+from picojoule.energy.gpu_specs import Speedup
 from picojoule.errors import ConfigError
 
 

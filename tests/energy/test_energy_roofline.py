@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from picojoule.energy import dram_energy_pj_per_bit, gpu, mac_energy, roofline
-from picojoule.energy.roofline import compute_key
+from picojoule.energy.speed_of_light import compute_key
 from picojoule.errors import ConfigError
 from picojoule.workload import Layer, Workload, apply_recipe, builtin
 
