@@ -44,17 +44,20 @@ def _spin() -> None:
         pass
 
 
-def _cases(x: torch.Tensor, threads: int) -> dict[str, tuple[int, bool, Callable[[], object]]]:
+def _cases(
+    x: torch.Tensor, threads: int, formats: list[str], fixed_many: bool
+) -> dict[str, tuple[int, bool, Callable[[], object]]]:
     """name -> (torch threads, adaptive policy on, work)."""
     cases: dict[str, tuple[int, bool, Callable[[], object]]] = {
         f"clone, {threads} threads": (threads, False, lambda: torch.clone(x)),
         "clone, 1 thread": (1, False, lambda: torch.clone(x)),
     }
-    for name in FORMATS:
+    for name in formats:
         fmt = get(name)
         work = lambda fmt=fmt: fmt.quantize(x)  # noqa: E731
         cases[f"{name}, 1 thread"] = (1, False, work)
-        cases[f"{name}, {threads} threads"] = (threads, False, work)
+        if fixed_many:
+            cases[f"{name}, {threads} threads"] = (threads, False, work)
         cases[f"{name}, policy"] = (threads, True, work)
     return cases
 
@@ -70,14 +73,16 @@ def _time_s(threads: int, adapt: bool, fn: Callable[[], object]) -> float:
         cast.ADAPT_THREADS = True
 
 
-def run_phase(x: torch.Tensor, *, threads: int, repeats: int, load: int) -> dict[str, object]:
+def run_phase(
+    x: torch.Tensor, *, threads: int, repeats: int, load: int, formats: list[str], fixed_many: bool
+) -> dict[str, object]:
     procs = [mp.Process(target=_spin, daemon=True) for _ in range(load)]
     for p in procs:
         p.start()
     try:
         time.sleep(1.0 if load else 0.0)  # let the spinners reach the cores
         load_before = os.getloadavg()[0]
-        cases = _cases(x, threads)
+        cases = _cases(x, threads, formats, fixed_many)
         for spec in cases.values():  # warm-up; the policy learns this load here
             _time_s(*spec)
         times: dict[str, list[float]] = {k: [] for k in cases}
@@ -105,12 +110,21 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads (N)")
     ap.add_argument("--rows", type=int, default=4096)
     ap.add_argument("--cols", type=int, default=4096)
+    ap.add_argument("--formats", default=",".join(FORMATS), help="comma-separated formats")
+    ap.add_argument(
+        "--skip-fixed-many",
+        action="store_true",
+        help="leave out 'N threads every chunk' (the slowest cases: minutes under load)",
+    )
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    kw = {"threads": args.threads, "repeats": args.repeats, "formats": formats}
+    kw["fixed_many"] = not args.skip_fixed_many
     x = torch.randn(args.rows, args.cols, generator=torch.Generator().manual_seed(0))
     phases = {
-        "unloaded": run_phase(x, threads=args.threads, repeats=args.repeats, load=0),
-        "loaded": run_phase(x, threads=args.threads, repeats=args.repeats, load=args.load),
+        "unloaded": run_phase(x, load=0, **kw),  # type: ignore[arg-type]
+        "loaded": run_phase(x, load=args.load, **kw),  # type: ignore[arg-type]
     }
     clone_key = f"clone, {args.threads} threads"
     un, lo = phases["unloaded"]["median_ms"], phases["loaded"]["median_ms"]
@@ -148,7 +162,8 @@ def main() -> None:
         print(f"{name}: load average (1 min) {la['before']:.2f} -> {la['after']:.2f}")
     result = {
         "command": f"python benchmarks/bench_loaded_fakequant.py --repeats {args.repeats} "
-        f"--load {args.load} --threads {args.threads} --rows {args.rows} --cols {args.cols}",
+        f"--load {args.load} --threads {args.threads} --rows {args.rows} --cols {args.cols} "
+        f"--formats {','.join(formats)}" + (" --skip-fixed-many" if args.skip_fixed_many else ""),
         "machine": {
             "logical_cpus": os.cpu_count(),
             "platform": platform.platform(),

@@ -28,8 +28,6 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
-import numpy as np
-
 from picojoule.energy.scaling import NodeScaling, node_scaling
 from picojoule.energy.tables import OpRow, Table, load_table
 from picojoule.errors import ConfigError
@@ -129,10 +127,23 @@ def _kind(dtype: str) -> tuple[str, int, int]:
     raise ConfigError(f"op table dtype {dtype!r}: only integer and float formats can be anchors")
 
 
-def _fit_scale(shape: np.ndarray, target: np.ndarray) -> float:
-    """k minimizing sum(((k*shape - target)/target)^2)."""
-    s, t = shape / target, np.ones_like(target)
-    return float(s @ t / (s @ s))
+def _fit_scale(shape: list[float], target: list[float]) -> float:
+    """k minimizing sum(((k*shape - target)/target)^2). Plain Python, like `_fit_add`: the fits
+    are a handful of points, and numpy would cost `picojoule explain` ~80 ms of start-up."""
+    s = [a / t for a, t in zip(shape, target, strict=True)]
+    return sum(s) / sum(v * v for v in s)
+
+
+def _fit_add(widths: list[float], energy: list[float]) -> tuple[float, float]:
+    """(c, k) minimizing sum(((c + k*width - e)/e)^2): relative least squares, solved by its
+    2x2 normal equations."""
+    rows = [(1.0 / e, w / e) for w, e in zip(widths, energy, strict=True)]
+    a11 = sum(u * u for u, _ in rows)
+    a12 = sum(u * v for u, v in rows)
+    a22 = sum(v * v for _, v in rows)
+    b1, b2 = sum(u for u, _ in rows), sum(v for _, v in rows)
+    det = a11 * a22 - a12 * a12
+    return (b1 * a22 - b2 * a12) / det, (a11 * b2 - a12 * b1) / det
 
 
 def _model(cal: Calibration, row: OpRow) -> float:
@@ -168,11 +179,8 @@ def _calibrate(table: Table, scaling: NodeScaling) -> Calibration:
             f"{table.source}: cannot calibrate the format-energy model; the table needs rows "
             f"for: {', '.join(short)}"
         )
-    e = np.array([x[1] for x in imul])
-    k_mul = _fit_scale(np.array([x[2][1] ** 2 for x in imul], dtype=float), e)
-    e = np.array([x[1] for x in iadd])
-    design = np.array([[1.0, x[2][1]] for x in iadd]) / e[:, None]
-    (c_add, k_add), *_ = np.linalg.lstsq(design, np.ones_like(e), rcond=None)
+    k_mul = _fit_scale([float(x[2][1] ** 2) for x in imul], [x[1] for x in imul])
+    c_add, k_add = _fit_add([float(x[2][1]) for x in iadd], [x[1] for x in iadd])
     partial = Calibration(
         k_mul_pj=k_mul,
         c_add_pj=float(c_add),
@@ -184,13 +192,12 @@ def _calibrate(table: Table, scaling: NodeScaling) -> Calibration:
     if partial.c_add_pj < 0 or partial.k_add_pj <= 0:
         raise ConfigError(f"{table.source}: integer add energies do not grow with width")
     # float terms: what the integer primitives leave unexplained, spread over the shifter shape
-    e = np.array([x[1] for x in fmul])
-    rest = e - np.array([partial.fp_mul(x[2][1], x[2][2]) for x in fmul])
-    k_fmul = _fit_scale(np.array([_shifter(x[2][2] + 1) for x in fmul]), rest) if rest.any() else 0
-    e = np.array([x[1] for x in fadd])
-    rest = e - np.array([partial.fp_add(x[2][1], x[2][2]) for x in fadd])
-    widths = np.array([_shifter(x[2][2] + 1 + _GUARD_BITS) for x in fadd])
-    k_fadd = _fit_scale(widths, rest) if rest.any() else 0
+    rest = [x[1] - partial.fp_mul(x[2][1], x[2][2]) for x in fmul]
+    shifts = [float(_shifter(x[2][2] + 1)) for x in fmul]
+    k_fmul = _fit_scale(shifts, rest) if any(rest) else 0.0
+    rest = [x[1] - partial.fp_add(x[2][1], x[2][2]) for x in fadd]
+    widths = [float(_shifter(x[2][2] + 1 + _GUARD_BITS)) for x in fadd]
+    k_fadd = _fit_scale(widths, rest) if any(rest) else 0.0
     if k_fmul < 0 or k_fadd < 0:
         raise ConfigError(
             f"{table.source}: float ops are cheaper than their integer parts; "

@@ -17,10 +17,9 @@ fitted range is an extrapolation, which `SramModel.extrapolated(capacity_bytes)`
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 from functools import lru_cache
-
-import numpy as np
 
 from picojoule.energy.scaling import NodeScaling, node_scaling
 from picojoule.energy.tables import DramRow, SramRow, Table, load_table
@@ -75,17 +74,18 @@ def _fit(table: Table, scaling: NodeScaling) -> SramModel:
         raise ConfigError(f"{table.source}: the SRAM model needs points at >= 2 capacities")
     # Normalize every point to 45 nm and to the reference width, then fit log E = a + alpha log C.
     c0, w0 = 8192.0, 64.0
-    e45 = np.array([r.read_energy_pj * scaling.ratio(r.node_nm, BASE_NODE_NM) for r in rows])
-    per_w0 = e45 * w0 / np.array([r.width_bits for r in rows], dtype=float)
-    x = np.log(np.array([r.capacity_bytes for r in rows], dtype=float) / c0)
-    alpha, log_e0 = np.polyfit(x, np.log(per_w0), 1)
+    # (plain Python: a few points, and numpy would cost the CLI's start-up ~80 ms)
+    e45 = [r.read_energy_pj * scaling.ratio(r.node_nm, BASE_NODE_NM) for r in rows]
+    log_e = [math.log(e * w0 / r.width_bits) for r, e in zip(rows, e45, strict=True)]
+    x = [math.log(r.capacity_bytes / c0) for r in rows]
+    alpha, log_e0 = statistics.linear_regression(x, log_e)
     writes = [(r.write_energy_pj / r.read_energy_pj) for r in rows if r.write_energy_pj is not None]
     model = SramModel(
         e0_pj=float(math.exp(log_e0)),
         c0_bytes=c0,
         w0_bits=w0,
         alpha=float(alpha),
-        write_ratio=float(np.mean(writes)) if writes else 1.0,
+        write_ratio=statistics.fmean(writes) if writes else 1.0,
         min_bytes=float(min(r.capacity_bytes for r in rows)),
         max_bytes=float(max(r.capacity_bytes for r in rows)),
         anchors=(),
