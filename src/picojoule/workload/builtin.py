@@ -2,8 +2,9 @@
 
 Public: `builtin(name, batch=1)`, `BUILTINS`.
 
-Shapes follow the original papers; each builder cites its source. Padding is folded into the
-output sizes (P, Q); the cost model streams the padded input.
+Shapes follow the original papers; each builder cites its source. Padding sets the output
+sizes (P, Q) and each conv's `padding` (the zero halo its windows touch), which the cost model
+generates on chip rather than reading from DRAM.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from picojoule.errors import ConfigError, nearest
-from picojoule.workload.layer import Layer, Workload
+from picojoule.workload.layer import Layer, Workload, touched_halo
 
 __all__ = ["BUILTINS", "builtin"]
 
@@ -31,6 +32,7 @@ def _conv(
     pad = r // 2 if pad is None else pad
     out = (size + 2 * pad - r) // stride + 1
     kind = "depthwise" if g > 1 and g == c else "conv"
+    halo = touched_halo(pad, pad, size, out, r, stride)
     layer = Layer(
         name=name,
         kind=kind,
@@ -44,6 +46,7 @@ def _conv(
         S=r,
         stride_h=stride,
         stride_w=stride,
+        padding=(*halo, *halo),
     )
     return layer, out
 

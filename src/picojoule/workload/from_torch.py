@@ -13,8 +13,10 @@ included). Each layer carries
   applied), else `fp16`;
 * densities: the weight mask's density (if `sparsify_` was applied) and the measured
   fraction of non-zero inputs in this example run (ReLU outputs are sparse).
-3-D and transposed convolutions are not modelled, nor is `nn.MultiheadAttention` (its projections
-run inside one function; `picojoule.quant.unfuse_attention_` exposes them): a warning names them.
+3-D and transposed convolutions are not modelled: a warning names them. `nn.MultiheadAttention`
+(its projections run inside one function) and Hugging Face `Conv1D` (GPT-2's projections,
+through `torch.addmm`) are counted as the Linear layers and SDPA they are, on a rewrite undone
+after the run (`expose=False`: left out, with a warning).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from torch.overrides import TorchFunctionMode
 from picojoule.errors import PicojouleError, ShapeError
 from picojoule.quant.products import MATMULS, matrix_operands
 from picojoule.quant.unfuse import is_hf_conv1d
-from picojoule.workload.layer import Layer, Workload
+from picojoule.workload.layer import Layer, Workload, touched_halo
 
 __all__ = ["from_model", "record", "Recorded", "apply_recipe", "layer_of", "matmul_layer",
            "sdpa_layers"]  # fmt: skip
@@ -116,6 +118,9 @@ def _conv_layer(
     g = mod.groups
     c = x.shape[1] // g
     w_fmt, a_fmt, w_density = formats
+    pads = _declared_padding(mod)
+    (top, bottom), (left, right) = ((0, 0), pads[0]) if not two_d else pads
+    h_in, w_in = (x.shape[2], x.shape[3]) if two_d else (1, x.shape[2])
     return Layer(
         name=name,
         kind="depthwise" if g > 1 and c == 1 else "conv",
@@ -134,7 +139,28 @@ def _conv_layer(
         output_format=a_fmt,
         weight_density=w_density,
         input_density=_density(x),
+        padding=(
+            *touched_halo(top, bottom, h_in, p, r, sh),
+            *touched_halo(left, right, w_in, q, s, sw),
+        ),
     )
+
+
+def _declared_padding(mod: nn.Conv1d | nn.Conv2d | SimpleNamespace) -> list[tuple[int, int]]:
+    """(before, after) zero padding per spatial dim, outermost first. Only zero padding is a
+    halo the hardware can generate; reflect/replicate/circular padding copies real input, so
+    such a layer counts its whole padded extent as data (no halo)."""
+    dims = len(mod.kernel_size)
+    if getattr(mod, "padding_mode", "zeros") != "zeros":
+        return [(0, 0)] * dims
+    pad = mod.padding
+    if pad == "valid":
+        return [(0, 0)] * dims
+    if pad == "same":  # torch puts the odd row after: before = total // 2
+        totals = [d * (k - 1) for d, k in zip(mod.dilation, mod.kernel_size, strict=True)]
+        return [(t // 2, t - t // 2) for t in totals]
+    per = tuple(pad) if isinstance(pad, tuple | list) else (int(pad),) * dims
+    return [(int(v), int(v)) for v in per]
 
 
 def _linear_layer(
@@ -294,8 +320,10 @@ def _functional_conv(args: tuple, kwargs: dict) -> SimpleNamespace | None:
     def per_dim(v: Any) -> tuple[int, ...]:
         return tuple(v) if isinstance(v, tuple | list) else (int(v),) * dims
 
+    pad = p.get("padding", 0)
     return SimpleNamespace(input=x, kernel_size=tuple(w.shape[2:]), stride=per_dim(p["stride"]),
-                           dilation=per_dim(p["dilation"]), groups=int(p["groups"]))  # fmt: skip
+                           dilation=per_dim(p["dilation"]), groups=int(p["groups"]),
+                           padding=pad if isinstance(pad, str) else per_dim(pad))  # fmt: skip
 
 
 # What `_Products` records (the rest of the torch API passes straight through).
@@ -467,17 +495,31 @@ def record(
     return rec.calls, rec.skipped
 
 
-def from_model(model: nn.Module, example_input: Any, recipe: Any = None) -> Workload:
+def from_model(
+    model: nn.Module, example_input: Any, recipe: Any = None, *, expose: bool = True
+) -> Workload:
     """The model's conv/linear/matmul layers with shapes, formats and densities.
 
     `example_input` is a tensor, a tuple of positional inputs or a dict of keyword inputs
     (batch size included). Raises `ShapeError` when the model fails on it or holds no layer.
+    `recipe`: a quant recipe string, `QuantConfig` or dict of its fields.
+
+    expose: count the layers hooks cannot see as the layers they are: Hugging Face `Conv1D`
+    (GPT-2's projections) as `nn.Linear`, `nn.MultiheadAttention` as its projections and SDPA
+    (`picojoule.quant.unfuse.exposed`: rewritten for the one run on views of the same weights,
+    the model's own modules put back after; the model is not changed). The workload's
+    `exposed` lists the rewrites. `expose=False` counts without them (a warning names them).
     """
-    calls, skipped = record(model, example_input, recipe=recipe)
+    from picojoule.quant.unfuse import check_expose, exposed
+
+    check_expose(expose, "from_model")
+    with exposed(model, expose) as rewrites:
+        calls, skipped = record(model, example_input, recipe=recipe)
     name = type(model).__name__
     if skipped:
         hint = (
-            "; expose them first (picojoule.quant.expose_layers_: same numbers)"
+            "; expose them first (from_model's expose=True, the default, or "
+            "picojoule.quant.expose_layers_: same numbers)"
             if any(s.endswith(("(MultiheadAttention)", "(Conv1D)")) for s in skipped)
             else ""
         )
@@ -488,7 +530,7 @@ def from_model(model: nn.Module, example_input: Any, recipe: Any = None) -> Work
         )
     if not calls:
         raise ShapeError(f"{name} has no convolution, linear or matmul layer to map")
-    return Workload(name=name, layers=tuple(c.layer for c in calls))
+    return Workload(name=name, layers=tuple(c.layer for c in calls), exposed=tuple(rewrites))
 
 
 def apply_recipe(workload: Workload, recipe: Any) -> Workload:
@@ -499,4 +541,4 @@ def apply_recipe(workload: Workload, recipe: Any) -> Workload:
         if layer.kind == "matmul":  # both operands are activations
             w = a = _product_format(layer.name, recipe, FLOAT_FORMAT)
         layers.append(replace(layer, weight_format=w, input_format=a, output_format=a))
-    return Workload(name=workload.name, layers=tuple(layers))
+    return Workload(name=workload.name, layers=tuple(layers), exposed=workload.exposed)

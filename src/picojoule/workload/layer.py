@@ -8,17 +8,30 @@ A layer computes, for every group g (K and C count channels *per group*):
 
 Linear layers are the case P=Q=R=S=1 (rows in N); a matmul `A @ B` puts the rows of A in N,
 the reduction in C and the columns of B in K, with heads in G (attention's QK^T and AV).
-The input extent is the padded one the loop nest touches, so padding counts as data.
+The input extent is the padded one the loop nest touches. `padding` says how many of its rows
+and columns on each side are the zero halo (top, bottom, left, right, counted within the touched
+extent): the cost model generates those on chip instead of reading them from DRAM, as ZigZag
+counts the unpadded input (an arch with `padding_reads` reads them). A layer without it counts
+its whole touched extent as data.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Literal
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
 
 from picojoule.errors import ShapeError
 
-__all__ = ["DIMS", "OPERANDS", "Operand", "Layer", "Workload", "touched_extent", "n_of_m"]
+__all__ = [
+    "DIMS",
+    "OPERANDS",
+    "Operand",
+    "Layer",
+    "Workload",
+    "touched_extent",
+    "touched_halo",
+    "n_of_m",
+]
 
 # Loop dimensions in a fixed order; every array indexed by "dim" in picojoule.hw uses it.
 DIMS: tuple[str, ...] = ("N", "G", "K", "C", "P", "Q", "R", "S")
@@ -43,6 +56,20 @@ def touched_extent(out_extent: int, kernel_extent: int, stride: int) -> int:
     the two is exact in both cases.
     """
     return min((out_extent - 1) * stride + kernel_extent, out_extent * kernel_extent)
+
+
+def touched_halo(
+    before: int, after: int, in_extent: int, out_extent: int, kernel_extent: int, stride: int
+) -> tuple[int, int]:
+    """Zero-padding rows the loop nest touches before and after the real input along one axis.
+
+    The touched rows run from -`before` (unpadded coordinates) over the span (P-1)*stride + R;
+    a conv whose last window stops short of the padded end (stride not dividing the padded
+    extent) touches less than `after` of the far padding. Both are clipped to what is declared.
+    """
+    span = (out_extent - 1) * stride + kernel_extent
+    top = min(before, span)
+    return top, max(0, min(after, span - top - in_extent))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,12 +99,31 @@ class Layer:
     input_density: float = 1.0
     weight_pattern: str = ""  # the sparsity pattern that pruned the weights ("2:4"), if any
     repeat: int = 1
+    # Zero halo within the touched input (top, bottom, left, right); see the module docstring.
+    padding: tuple[int, int, int, int] = (0, 0, 0, 0)
 
     def __post_init__(self) -> None:
         for dim in (*DIMS, "stride_h", "stride_w", "repeat"):
             value = getattr(self, dim)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ShapeError(f"layer {self.name!r}: {dim}={value!r} must be a positive integer")
+        pad = self.padding
+        if (
+            not isinstance(pad, tuple)
+            or len(pad) != 4
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in pad)
+        ):
+            raise ShapeError(
+                f"layer {self.name!r}: padding={pad!r} must be 4 non-negative integers "
+                "(top, bottom, left, right)"
+            )
+        h = touched_extent(self.P, self.R, self.stride_h)
+        w = touched_extent(self.Q, self.S, self.stride_w)
+        if pad[0] + pad[1] >= h or pad[2] + pad[3] >= w:
+            raise ShapeError(
+                f"layer {self.name!r}: padding={pad} leaves no real input in the touched "
+                f"{h}x{w} window; give the halo rows the loop nest touches on each side"
+            )
         for operand in ("weight_density", "input_density"):
             value = getattr(self, operand)
             if not 0.0 < value <= 1.0:
@@ -128,20 +174,31 @@ class Layer:
             self.weight_density,
             self.input_density,
             self.weight_pattern,
+            self.padding,
         )
 
     def describe(self) -> str:
         dims = " ".join(f"{d}{getattr(self, d)}" for d in DIMS if getattr(self, d) > 1)
         stride = f" stride{self.stride_h}" if self.strides != (1, 1) else ""
-        return f"{self.kind} {dims}{stride}"
+        pad = ""
+        if any(self.padding):
+            same = len(set(self.padding)) == 1
+            pad = f" pad{self.padding[0]}" if same else " pad" + ",".join(map(str, self.padding))
+        return f"{self.kind} {dims}{stride}{pad}"
 
 
 @dataclass(frozen=True, kw_only=True)
 class Workload:
-    """An ordered tuple of layers; `repeat` on a layer counts identical copies."""
+    """An ordered tuple of layers; `repeat` on a layer counts identical copies.
+
+    exposed: what `from_model` rewrote to see the model's hidden layers (its `Applied`
+    records: Hugging Face `Conv1D` counted as `nn.Linear`, `nn.MultiheadAttention` as its
+    projections and SDPA); `picojoule.quant.unfuse.describe_exposed` says it in one line.
+    Not compared: a workload equals the one recorded from the already-exposed model."""
 
     name: str
     layers: tuple[Layer, ...]
+    exposed: tuple[Any, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         if not self.layers:
@@ -165,4 +222,4 @@ class Workload:
             )
             for layer in self.layers
         )
-        return Workload(name=self.name, layers=layers)
+        return Workload(name=self.name, layers=layers, exposed=self.exposed)
