@@ -1,5 +1,6 @@
-"""Study outputs: `report.json` (versioned schema), a self-contained `report.html` (plots
-embedded as PNG data URIs, no network), and a rich summary table for the terminal.
+"""Study outputs: `report.json` (versioned schema), a self-contained `report.html`
+(interactive plotly charts with plotly.js inlined once: it opens offline, from one file), and
+a rich summary table for the terminal.
 
 Files are written to a temporary name and renamed, so an interrupted run never leaves a
 half-written report that looks complete.
@@ -7,18 +8,20 @@ half-written report that looks complete.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 from rich.text import Text
 
 from picojoule.fsio import atomic_write_text, dumps_json, prepare_out_dir
+from picojoule.study.plots import Unit, energy_unit, figure_html, time_unit
 from picojoule.study.runner import RecipeResult, StudyResult
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 __all__ = [
     "REPORT_SCHEMA",
@@ -107,14 +110,16 @@ def _fmt_energy(pj: float | None) -> str:
     return f"{pj:.3g} pJ"
 
 
-def _bill_cells(cost: dict[str, Any]) -> tuple[str, str, str]:
-    """(energy per inference, energy / speed of light, latency in us) of one target's bill."""
+def _sol_cell(cost: dict[str, Any]) -> str:
+    """Energy / speed of light of one target's bill, e.g. "1.17x"; "-" where it has none."""
     sol = cost.get("sol_ratio")
-    return (
-        _fmt_energy(cost.get("energy_pj")),
-        f"{sol:.2f}x" if isinstance(sol, int | float) else "-",
-        f"{cost['latency_s'] * 1e6:.3g}" if cost.get("latency_s") else "-",
-    )
+    return f"{sol:.2f}x" if isinstance(sol, int | float) else "-"
+
+
+def _bill_cells(cost: dict[str, Any]) -> tuple[str, str]:
+    """(energy per inference with its own prefix, energy / speed of light) of one target's
+    bill: the terminal table's cells (the HTML prints one unit per column instead)."""
+    return _fmt_energy(cost.get("energy_pj")), _sol_cell(cost)
 
 
 def _where(study: StudyResult) -> str:
@@ -153,7 +158,7 @@ def summary_table(study: StudyResult) -> Table:
         if r.skipped:  # the reason where the numbers would be, the rest blank
             t.add_row(r.recipe.name, skip_text(r), *[""] * (n_cols - 2), style="dim")
             continue
-        bills = [cell for x in study.targets for cell in _bill_cells(r.costs[x])[:2]]
+        bills = [cell for x in study.targets for cell in _bill_cells(r.costs[x])]
         t.add_row(
             r.recipe.name,
             f"{r.metrics[m]:.4g}"
@@ -184,15 +189,6 @@ def summary_table(study: StudyResult) -> Table:
 # --- plots ---------------------------------------------------------------------------------
 
 
-def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
 def _pareto(points: list[tuple[float, float]]) -> list[int]:
     """Indices of the undominated points, by energy: lower energy and higher metric are
     better, and a point is dominated when another is no worse in both and better in one."""
@@ -204,96 +200,48 @@ def _pareto(points: list[tuple[float, float]]) -> list[int]:
     return sorted((i for i in range(len(points)) if not dominated(i)), key=lambda i: points[i])
 
 
-def _plots(study: StudyResult) -> dict[str, str]:
-    import matplotlib
+def units(study: StudyResult, target: str | None = None) -> tuple[Unit, Unit]:
+    """(energy unit, time unit) of one target's energies per inference (pJ) and latencies (s),
+    the prefix chosen from the data: the plots and the tables print them alike."""
+    costs = [r.costs[target or study.target] for r in study.ran]
+    return (
+        energy_unit(c.get("energy_pj") for c in costs),
+        time_unit(c.get("latency_s") for c in costs),
+    )
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    out: dict[str, str] = {}
+def figures(study: StudyResult) -> list[tuple[str, str, go.Figure, str]]:
+    """The report's figures in page order: (key, heading, figure, caption)."""
+    from picojoule.study import plots
+    from picojoule.study.report_lm import is_lm, phase_plot
+
+    energy, time = units(study)
+    front = on_front(study)
     m = study.primary_metric
-    res = [r for r in study.results if r.cost.get("energy_pj")]
-    if res:
-        fig, ax = plt.subplots(figsize=(7, 4.2))
-        pts = [(r.cost["energy_pj"], r.metrics[m]) for r in res]
-        oriented = [(e, study.score(r)) for (e, _), r in zip(pts, res, strict=True)]
-        ax.scatter([p[0] for p in pts], [p[1] for p in pts], color="#3465a4", zorder=3)
-        for r, (x, y) in zip(res, pts, strict=True):
-            ax.annotate(
-                r.recipe.name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points"
-            )
-        front = _pareto(oriented)
-        ax.plot(
-            [pts[i][0] for i in front],
-            [pts[i][1] for i in front],
-            color="#cc0000",
-            lw=1,
-            marker="o",
-            markersize=9,
-            markerfacecolor="none",  # a ring around each recipe on the front, even a lone one
-            label="Pareto front",
-        )
-        ax.set_xscale("log")
-        per = "request" if "phases" in res[0].cost else "inference"
-        ax.set_xlabel(f"energy per {per} on {study.target} (pJ)")
-        ax.set_ylabel(m + ("" if study.higher_is_better else " (lower is better)"))
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        out["pareto"] = _png(fig)
-
-        fig, ax = plt.subplots(figsize=(8, 4.2))
-        names = [r.recipe.name for r in res]
-        layer_names = [lay["name"] for lay in res[0].cost.get("layers_energy", [])]
-        bottom = [0.0] * len(res)
-        cmap = plt.get_cmap("tab20")
-        energy = [
-            {x["name"]: x.get("energy_pj") or 0.0 for x in r.cost.get("layers_energy", [])}
-            for r in res
-        ]
-        for j, ln in enumerate(layer_names):
-            vals = [e.get(ln, 0.0) for e in energy]
-            ax.bar(names, vals, bottom=bottom, label=ln, color=cmap(j % 20))
-            bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
-        ax.set_ylabel("energy per inference (pJ)")
-        ax.tick_params(axis="x", rotation=60, labelsize=7)
-        # Many layers (a transformer has dozens): legend beside the plot, in columns.
-        ncol = max(1, math.ceil(len(layer_names) / 24))
-        ax.legend(fontsize=5 if len(layer_names) > 12 else 7, ncol=ncol, title="layer",
-                  title_fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # fmt: skip
-        ax.set_title("per-layer energy")
-        out["layers"] = _png(fig)
-
-    quantized = [r for r in study.results if r.layers and not r.recipe.is_baseline]
-    if quantized:
-        layer_names = [lay["name"] for lay in quantized[0].layers]
-        grid = [
-            [
-                next((x["weight_rel_rmse"] for x in r.layers if x["name"] == ln), float("nan"))
-                for ln in layer_names
-            ]
-            for r in quantized
-        ]
-        recipes = [r.recipe.name for r in quantized]
-        # Layers along whichever axis leaves the labels readable: rows when there are many.
-        tall = len(layer_names) > 16
-        if tall:
-            grid = [list(col) for col in zip(*grid, strict=True)]
-            size = (2.5 + 0.45 * len(recipes), 1.0 + 0.22 * len(layer_names))
-        else:
-            size = (1.5 + 0.6 * len(layer_names), 1.2 + 0.3 * len(recipes))
-        fig, ax = plt.subplots(figsize=size)
-        im = ax.imshow(grid, aspect="auto", cmap="magma_r")
-        xs, ys = (recipes, layer_names) if tall else (layer_names, recipes)
-        ax.set_xticks(range(len(xs)), xs, rotation=60, ha="right", fontsize=7)
-        ax.set_yticks(range(len(ys)), ys, fontsize=6 if tall else 7)
-        fig.colorbar(im, ax=ax, label="weight relative RMS error")
-        ax.set_title("per-layer weight error")
-        out["errors"] = _png(fig)
-    from picojoule.study.report_lm import phase_plot
-
-    if (phases := phase_plot(study, _png)) is not None:
-        out["phases"] = phases
-    return out
+    unit_note = f"Energies in {energy.symbol}, times in {time.symbol}, as in the tables. "
+    layers_note = (
+        "the bars are the first decode step's energy per layer (the request is billed by phase)."
+        if is_lm(study)
+        else "on a target that reports cycles per layer, the latency panel splits the latency "
+        "by them."
+    )
+    out: list[tuple[str, str, go.Figure | None, str]] = [
+        ("pareto", f"{m} vs energy", plots.pareto_figure(study, energy, time, front),
+         unit_note + "Hover a point for the recipe's exact numbers; click a legend entry to hide "
+         "a recipe (double-click: show it alone); drag to zoom, double-click to reset. The red "
+         "line rings the Pareto front: no other recipe is both cheaper and at least as "
+         "accurate."),
+        ("phases", "Where each phase's energy goes", phase_plot(study), ""),
+        ("layers", "Energy per layer", plots.layers_figure(study, energy, time),
+         unit_note + "One bar per recipe, split by layer (click a layer in the legend to hide "
+         f"it); {layers_note}"),
+        ("errors", "Error per layer", plots.error_figure(study),
+         "Colour: a layer's relative RMS weight error divided by the largest such error among "
+         "the recipes of the same lever (quantization, pruning, Winograd, fine-tuning; the "
+         "lever follows each recipe's name), so a pruning row does not wash out the "
+         "quantization rows beside it. Hover a cell for the exact error."),
+    ]  # fmt: skip
+    return [(k, t, f, c) for k, t, f, c in out if f is not None]
 
 
 # --- HTML ----------------------------------------------------------------------------------
@@ -303,7 +251,8 @@ body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#22
 table{border-collapse:collapse;font-size:13px;margin:1em 0;display:block;overflow-x:auto}
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
 td:first-child,th:first-child{text-align:left}
-th{background:#f0f0f0} img{max-width:100%} .note{color:#555;font-size:13px}
+th{background:#f0f0f0} .note{color:#555;font-size:13px}
+.plot{border:1px solid #e4e4e4;margin:.5em 0}
 td.skip{text-align:left;color:#777;font-style:italic}
 """
 
@@ -343,7 +292,8 @@ def algorithm_cells(r: RecipeResult) -> tuple[str, str]:
     return (f"{sum(secs.values()):.0f}" if secs else "-"), (f"{ops:,}" if ops else "-")
 
 
-def _recipe_rows(study: StudyResult) -> list[list[Any]]:
+def _recipe_rows(study: StudyResult, energy: Unit, time: Unit) -> list[list[Any]]:
+    """The recipe table's rows: energies in `energy`, the latency in `time` (the plots')."""
     m = study.primary_metric
     rows = []
     front = on_front(study)
@@ -357,9 +307,9 @@ def _recipe_rows(study: StudyResult) -> list[list[Any]]:
             study.delta_text(r), _scored_cell(study, r),
             "yes" if r.recipe.name in front else "", f"{r.bits_per_weight:.2f}",
             f"{r.model_bytes:,}", f"{c.get('macs', 0):,}",
-            f"{c.get('mults', 0):,}", _fmt_energy(c.get("energy_pj")),
-            _fmt_energy(c.get("sol_energy_pj")), _bill_cells(c)[2],
-            _fmt_energy(c.get("measured_energy_pj")),
+            f"{c.get('mults', 0):,}", energy.text(c.get("energy_pj")),
+            energy.text(c.get("sol_energy_pj")), time.text(c.get("latency_s")),
+            energy.text(c.get("measured_energy_pj")),
             *(algorithm_cells(r) if has_algorithms(study) else ()),
         ])  # fmt: skip
     return rows
@@ -400,32 +350,46 @@ def _by_target(study: StudyResult) -> str:
     """One row per recipe, energy / vs SOL / latency on every target (several targets only)."""
     if len(study.targets) < 2:
         return ""
+    per = {x: units(study, x) for x in study.targets}  # each target's own prefixes
     head = ["recipe"] + [
-        f"{x} {what}" for x in study.targets for what in ("energy/inf", "vs SOL", "latency (us)")
+        f"{x} {what}"
+        for x, (e, t) in per.items()
+        for what in (f"energy/inf ({e.symbol})", "vs SOL", f"latency ({t.symbol})")
     ]
     rows = []
     for r in study.results:
         if r.skipped:
             rows.append(Spanned([r.recipe.name, _skip_cell(r)]))
             continue
-        rows.append([r.recipe.name, *(v for x in study.targets for v in _bill_cells(r.costs[x]))])
+        cells = []
+        for x, (e, t) in per.items():
+            c = r.costs[x]
+            cells += [e.text(c.get("energy_pj")), _sol_cell(c), t.text(c.get("latency_s"))]
+        rows.append([r.recipe.name, *cells])
     return "<h2>Every target</h2>" + _table(rows, head)
 
 
+def _plots_html(study: StudyResult) -> str:
+    """Every figure under its heading and caption; plotly.js inlined in the first one only."""
+    out = []
+    for i, (key, title, fig, caption) in enumerate(figures(study)):
+        out.append(
+            f"<h2>{html.escape(title)}</h2>"
+            + (f"<p class=note>{html.escape(caption)}</p>" if caption else "")
+            + f"<div class=plot>{figure_html(fig, f'plot-{key}', first=i == 0)}</div>"
+        )
+    return "".join(out)
+
+
 def render_html(study: StudyResult) -> str:
-    plots = _plots(study)
+    energy, time = units(study)
     head = ["recipe", "levers", study.primary_metric, "delta", "scored on", "Pareto front",
-            "bits/weight", "weight bytes", "MACs", "multiplies", "energy/inf", "SOL energy",
-            "latency (us)", "measured GPU energy"]  # fmt: skip
+            "bits/weight", "weight bytes", "MACs", "multiplies", f"energy/inf ({energy.symbol})",
+            f"SOL energy ({energy.symbol})", f"latency ({time.symbol})",
+            f"measured GPU energy ({energy.symbol})"]  # fmt: skip
     if has_algorithms(study):
         head += ["calibration (s)", "online rotation ops/token"]
-    imgs = "".join(
-        f'<h2>{title}</h2><img alt="{key}" src="{plots[key]}">'
-        for key, title in (("pareto", f"{study.primary_metric} vs energy"),
-                           ("phases", "Where each phase's energy goes"),
-                           ("layers", "Energy per layer"), ("errors", "Error per layer"))
-        if key in plots
-    )  # fmt: skip
+    imgs = _plots_html(study)
     from picojoule.study.report_lm import is_lm, phase_section
 
     phases = phase_section(study, _table) if is_lm(study) else ""
@@ -444,7 +408,8 @@ def render_html(study: StudyResult) -> str:
         f"<h1>picojoule study: {html.escape(study.task)} on {html.escape(_where(study))}</h1>"
         f"<p class=note>model version {study.model_version}; schema {REPORT_SCHEMA}; recipe "
         f"table, plots and Pareto front on {html.escape(study.target)}{scored}</p>"
-        f"{notes}<h2>Recipes</h2>{_table(_recipe_rows(study), head)}{_by_target(study)}"
+        f"{notes}<h2>Recipes</h2>{_table(_recipe_rows(study, energy, time), head)}"
+        f"{_by_target(study)}"
         f"{phases}{imgs}"
         f"{_sparsity_section(study)}<h2>Assumptions and sources</h2>{assumptions}"
         "</body></html>"

@@ -5,11 +5,15 @@ cache's size per recipe. Used by `picojoule.study.report` when the bills carry `
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
+from picojoule.study.plots import Unit, energy_unit, stacked_phase_figure
 from picojoule.study.runner import StudyResult
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 __all__ = ["is_lm", "lm_summary_table", "phase_section", "phase_plot"]
 
@@ -20,8 +24,23 @@ def is_lm(study: StudyResult) -> bool:
     return any("phases" in r.cost for r in study.results)
 
 
-def _uj(pj: float | None) -> str:
-    return "-" if pj is None else f"{pj / 1e6:.4g}"
+_PARTS = (
+    ("weights_pj", "weights", "#3465a4"),
+    ("kv_cache_pj", "attention data (KV cache)", "#f57900"),
+    ("math_pj", "math", "#4e9a06"),
+)
+
+
+def phase_unit(study: StudyResult, target: str | None = None) -> Unit:
+    """The unit of one target's energies per token (pJ in the bills): its prefix chosen from
+    the data, shared by the phase plot and the phase table."""
+    return energy_unit(
+        v
+        for r in study.ran
+        if "phases" in r.costs[target or study.target]
+        for p in r.costs[target or study.target]["phases"].values()
+        for v in (p["energy_per_token_pj"], *(p[k] for k, _, _ in _PARTS))
+    )
 
 
 def _num(v: float) -> str:
@@ -91,16 +110,18 @@ def lm_summary_table(study: StudyResult, front: set[str]) -> Table:
     return t
 
 
-def _phase_rows(study: StudyResult, target: str) -> list[list[Any]]:
+def _phase_rows(study: StudyResult, target: str, u: Unit) -> list[list[Any]]:
+    """Per recipe: prefill and decode per token (energy in `u`), the decode energy split."""
     rows = []
     for r in study.ran:
         c = r.costs[target]
         p, d = c["phases"]["prefill"], c["phases"]["decode"]
         rows.append([
             r.recipe.name,
-            _uj(p["energy_per_token_pj"]), f"{p['tokens_per_s']:.4g}", _sol(p["sol_ratio"]),
-            _uj(d["energy_per_token_pj"]), f"{d['tokens_per_s']:.4g}", _sol(d["sol_ratio"]),
-            _uj(d["weights_pj"]), _uj(d["kv_cache_pj"]), _uj(d["math_pj"]),
+            u.text(p["energy_per_token_pj"], 4), f"{p['tokens_per_s']:.4g}",
+            _sol(p["sol_ratio"]), u.text(d["energy_per_token_pj"], 4),
+            f"{d['tokens_per_s']:.4g}", _sol(d["sol_ratio"]), u.text(d["weights_pj"], 4),
+            u.text(d["kv_cache_pj"], 4), u.text(d["math_pj"], 4),
             f"{c.get('kv_cache_bytes', 0) / _MIB:.2f}", f"{c.get('kv_bits_per_element', 32):g}",
         ])  # fmt: skip
     return rows
@@ -109,44 +130,36 @@ def _phase_rows(study: StudyResult, target: str) -> list[list[Any]]:
 def phase_section(study: StudyResult, table) -> str:
     """HTML: per target, prefill and decode per token with their distance to the speed of
     light, the decode energy split, and the KV cache size per recipe."""
-    head = ["recipe", "prefill uJ/tok", "prefill tok/s", "prefill vs SOL", "decode uJ/tok",
-            "decode tok/s", "decode vs SOL", "decode: weights uJ", "decode: KV cache uJ",
-            "decode: math uJ", "KV cache MiB", "KV bits/elem"]  # fmt: skip
     out = ["<h2>Prefill and decode</h2>"]
     first = study.ran[0].cost if study.ran else {}
     out.append("<p class=note>" + html.escape("; ".join(first.get("assumptions", [])[:4])) + "</p>")
     for x in study.targets:
+        unit = phase_unit(study, x)  # each target's own prefix; the first's is the plot's
+        u = unit.symbol
+        head = ["recipe", f"prefill {u}/tok", "prefill tok/s", "prefill vs SOL",
+                f"decode {u}/tok", "decode tok/s", "decode vs SOL", f"decode: weights {u}",
+                f"decode: KV cache {u}", f"decode: math {u}", "KV cache MiB",
+                "KV bits/elem"]  # fmt: skip
         if len(study.targets) > 1:
             out.append(f"<h3>{html.escape(x)}</h3>")
-        out.append(table(_phase_rows(study, x), head))
+        out.append(table(_phase_rows(study, x, unit), head))
     return "".join(out)
 
 
-def phase_plot(study: StudyResult, png) -> str | None:
+def phase_plot(study: StudyResult) -> go.Figure | None:
     """Stacked bars per recipe on the first target: energy per token at prefill and at decode,
-    split into weights, KV cache and math (two panels: decode is often 10-50x prefill)."""
-    import matplotlib.pyplot as plt
-
+    split into weights, KV cache and math; two panels, each its own y range (decode is often
+    10-50x prefill), both in one unit (`phase_unit`). None for a study without phases."""
     res = [r for r in study.results if "phases" in r.cost]
     if not res:
         return None
-    names = [r.recipe.name for r in res]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    parts = (
-        ("weights_pj", "weights", "#3465a4"),
-        ("kv_cache_pj", "attention data (KV cache)", "#f57900"),
-        ("math_pj", "math", "#4e9a06"),
-    )
-    for ax, phase in zip(axes, ("prefill", "decode"), strict=True):
-        bottom = [0.0] * len(res)
-        for key, label, color in parts:
-            vals = [r.cost["phases"][phase][key] / 1e6 for r in res]
-            ax.bar(names, vals, bottom=bottom, label=label, color=color)
-            bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
-        ax.set_title(f"{phase}: energy per token on {study.target}")
-        ax.set_ylabel("uJ per token")
-        ax.tick_params(axis="x", rotation=60, labelsize=7)
-        ax.grid(axis="y", alpha=0.3)
-    axes[1].legend(fontsize=8)
-    fig.tight_layout()
-    return png(fig)
+    panels = [
+        (f"{phase}: energy per token on {study.target}",
+         [(label, colour, [r.cost["phases"][phase][key] for r in res])
+          for key, label, colour in _PARTS])
+        for phase in ("prefill", "decode")
+    ]  # fmt: skip
+    return stacked_phase_figure(
+        [r.recipe.name for r in res], panels, phase_unit(study),
+        f"energy per token by phase on {study.target}",
+    )  # fmt: skip
