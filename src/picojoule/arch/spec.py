@@ -148,6 +148,13 @@ class MacUnit(_Frozen):
     format: str | None = None
     accumulator_bits: Annotated[int, limited("accumulator_bits")] = 32
     energy_pj: Annotated[float, limited("energy_pj")] | None = None
+    # True: each lane latches its last weight and input and keeps its partial sum, so an operand
+    # is fetched again (a psum written back) only when a temporal loop that indexes it advances:
+    # the innermost loops that do not index an operand reuse it at no memory access. This is
+    # ZigZag's convention for an operand with no register level in the PE (its operational
+    # array holds one word per operand); False (Timeloop's): every lane reads every operand
+    # from its innermost level each cycle unless a level below holds it.
+    latch_operands: bool = False
 
 
 def _n_m(text: str) -> tuple[int, int]:

@@ -304,12 +304,15 @@ def evaluate_batch(
     deliv = np.zeros((B, L, 3), dtype=np.int64)
     for o, op in enumerate(OPERANDS):
         holders = arch.holders(op)
-        last = _last_indexing(seq, seq_dims, o) if len(holders) > 1 else None
+        latch = arch.mac.latch_operands
+        last = _last_indexing(seq, seq_dims, o) if len(holders) > 1 or latch else None
         for j, p in enumerate(holders):
             c = holders[j + 1] if j + 1 < len(holders) else L  # L = the MAC lanes
             if c < L:
                 ev = prefix[rows, last[:, c * D - 1] + 1]
                 tile = footprint(o, ext[:, c], strides)
+            elif latch:  # lanes keep the operand until a loop indexing it advances
+                ev, tile = prefix[rows, last[:, -1] + 1], np.ones(B, dtype=np.int64)
             else:
                 ev, tile = total_t, np.ones(B, dtype=np.int64)
             # Union over the children of one parent: child extents times fanouts p..c-1

@@ -7,8 +7,9 @@ coordinates). It applies the reuse rules stated in `picojoule.mapping.model` lit
 level instance remembers the origin of the tile it holds and refetches when the origin moves;
 a fill moves the set union of the new tiles under one parent instance; partial sums are
 drained on eviction and at the end, and a psum is read back only if that parent instance has
-seen the element before. Nothing here uses the model's closed forms, so equal counts validate
-them.
+seen the element before. With `arch.mac.latch_operands` each MAC lane is such a level of one
+element (it refetches, and drains its psum, only when its origin moves). Nothing here uses the
+model's closed forms, so equal counts validate them.
 """
 
 from __future__ import annotations
@@ -115,6 +116,7 @@ def simulate(layer: Layer, arch: Arch, mapping: Mapping) -> Counts:
     writes = np.zeros((L, 3), dtype=np.int64)
     deliv = np.zeros((L, 3), dtype=np.int64)
     loops = nest.loops
+    latch = arch.mac.latch_operands  # lanes hold their operands like a one-element level
 
     interfaces = []
     for o, op in enumerate(OPERANDS):
@@ -185,7 +187,7 @@ def simulate(layer: Layer, arch: Arch, mapping: Mapping) -> Counts:
             for inst in insts:
                 digits = {i: tdig[i] for i in above_t}
                 digits.update(zip(sp, inst, strict=True))
-                if c == L:  # a MAC lane: one element, read every cycle
+                if c == L and not latch:  # a MAC lane: one element, read every cycle
                     fresh[inst] = nest.tile(op, c, digits)
                     continue
                 # The tile's origin along the loops that index this operand.
@@ -203,12 +205,12 @@ def simulate(layer: Layer, arch: Arch, mapping: Mapping) -> Counts:
                     fresh[inst] = tile
             if op == "outputs" and old:
                 drain(o, p, c, old)
-            if op == "outputs" and c == L:
+            if op == "outputs" and c == L and not latch:
                 drain(o, p, c, fresh)
             if fresh:
                 move_down(o, op, p, c, fresh)
     for o, op, p, c in interfaces:
-        if op == "outputs" and c < L:
+        if op == "outputs" and (c < L or latch):
             final = {inst: v[1] for (oo, cc, inst), v in held.items() if oo == o and cc == c}
             drain(o, p, c, final)
     return Counts(reads=reads, writes=writes, deliveries=deliv)
