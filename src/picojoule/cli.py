@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from picojoule.errors import PicojouleError
+from picojoule.models.spec import MODEL_HELP
 
 app = typer.Typer(
     help="What each hardware-efficiency lever costs in accuracy and buys in energy, area and "
@@ -18,7 +20,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-console = Console(width=None if sys.stdout.isatty() else 130)
+# a terminal's own width, or COLUMNS when set; 130 for a pipe or file without COLUMNS
+console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 130)
 
 
 def busy_cores(window_s: float = 0.2) -> float | None:
@@ -83,11 +86,7 @@ def _lm_options(
 
 @app.command()
 def study(
-    model: str = typer.Option(
-        "digits",
-        help="digits | minilm | smollm2 | st:DIR (your sentence-embedding model) | hf:DIR "
-        "(your causal LM) | pkg.mod:build",
-    ),
+    model: str = typer.Option("digits", help=MODEL_HELP + " and --metric"),
     data: str = typer.Option(
         None,
         metavar="PKG.MOD:LOADER",

@@ -11,13 +11,13 @@ A handler receives `(module, name, cfg)` for each selected leaf module and retur
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import torch.nn as nn
 
-from picojoule.errors import ConfigError
+from picojoule.errors import ConfigError, nearest
 
 __all__ = [
     "Applied",
@@ -27,6 +27,7 @@ __all__ = [
     "match_name",
     "check_model",
     "check_filter",
+    "check_keys",
 ]
 
 C = TypeVar("C")
@@ -86,6 +87,28 @@ def check_filter(filter_fn: object, verb: str = "apply") -> None:
             f"{verb}: filter_fn must be a function (module, name) -> bool or None, got "
             f"{type(filter_fn).__name__}"
         )
+
+
+def check_keys(
+    data: object,
+    valid: Sequence[str],
+    what: str,
+    hints: Mapping[str, str] | None = None,
+) -> Mapping[str, object]:
+    """`data` when it is a mapping whose keys are all in `valid` (the dict form of a config,
+    `what` names it in messages); else one `ConfigError` naming the valid keys and the nearest
+    one, or `hints[key]` when the key has a known other spelling."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{what}: give a dict of {', '.join(valid)}, not {type(data).__name__}")
+    for key in data:
+        if not isinstance(key, str):
+            raise ConfigError(f"{what}: keys are strings ({', '.join(valid)}), got {key!r}")
+        if key not in valid:
+            tip = (hints or {}).get(key) or f"did you mean {nearest(key, valid)}?"
+            raise ConfigError(
+                f"{what}: unknown key {key!r}; valid keys: {', '.join(valid)} ({tip})"
+            )
+    return data
 
 
 def match_name(name: str, pattern: str) -> bool:

@@ -1,51 +1,9 @@
-"""Tiny causal LMs saved as Hugging Face directories (random weights, a BPE tokenizer trained
-on pydoc text): the `hf:DIR` inputs of the loader and study tests."""
+"""The language-model tests need transformers; the tiny causal LMs they run on (`llama_dir`,
+`gpt2_dir`: random weights, a BPE tokenizer trained on pydoc text) are shared fixtures in
+tests/conftest.py."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-import torch
-
-from picojoule.lm.corpus import pydoc_split
 
 transformers = pytest.importorskip("transformers")
-
-
-def _tokenizer(vocab: int) -> object:
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    trainer = trainers.BpeTrainer(vocab_size=vocab, special_tokens=["<unk>", "<s>", "</s>"])
-    tok.train_from_iterator(pydoc_split("calibration").split("\n\n")[:300], trainer)
-    return transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>"
-    )
-
-
-def _save(model: torch.nn.Module, tok: object, path: Path) -> Path:
-    model.save_pretrained(path, safe_serialization=True)
-    tok.save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="session")
-def llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    cfg = transformers.LlamaConfig(
-        vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-        tie_word_embeddings=True,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("llama")
-    return _save(transformers.LlamaForCausalLM(cfg), _tokenizer(300), path)
-
-
-@pytest.fixture(scope="session")
-def gpt2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    cfg = transformers.GPT2Config(vocab_size=300, n_embd=32, n_layer=2, n_head=4, n_positions=48)
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("gpt2")
-    return _save(transformers.GPT2LMHeadModel(cfg), _tokenizer(300), path)

@@ -4,11 +4,11 @@ weights): perplexity as a lower-is-better metric, phase costs, the kv: lever, ba
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
+from cli_run import run_main
 from picojoule import cli
 
 pytest.importorskip("transformers")
@@ -33,14 +33,7 @@ def _cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None
 def _main(*args: str) -> tuple[int, str]:
     """`picojoule ARGS` in-process through cli.main(), which owns the exit code and the
     one-line rendering of errors."""
-    _MP.setattr(sys, "argv", ["picojoule", *args])
-    try:
-        cli.main()
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    cap = _CAP.readouterr()
-    return code, cap.out + cap.err
+    return run_main(_MP, _CAP, *args)
 
 
 def _study(tmp_path: Path, model_dir: Path, *extra: str) -> tuple[int, str, dict | None]:

@@ -179,7 +179,7 @@ def test_multihead_attention_is_named_as_out_of_reach():
 
     wrap = Wrap()
     with pytest.warns(UserWarning, match=r"body.1 \(MultiheadAttention\): hidden from quantize_"):
-        quantize_(wrap, "w:int8,a:int8")
+        quantize_(wrap, "w:int8,a:int8", expose=False)
     cost = recipe_cost(wrap, torch.randn(1, 4, 8), "h100")
     assert any(a.startswith("not costed: body.1 (MultiheadAttention)") for a in cost["assumptions"])
 

@@ -101,10 +101,17 @@ def test_transformer_block_quantizes_every_linear():
     torch.manual_seed(0)
     block = nn.TransformerEncoderLayer(d_model=32, nhead=4, dim_feedforward=64, batch_first=True)
     ref = copy.deepcopy(block).eval()
+    hidden = copy.deepcopy(block)
     with pytest.warns(UserWarning, match="only out_proj's weight is quantized"):
-        recs = quantize_(block, "w:nvfp4,a:e4m3")
+        recs = quantize_(hidden, "w:nvfp4,a:e4m3", expose=False)
     done = [r.name for r in recs if not r.skipped]
     assert {"self_attn.out_proj", "linear1", "linear2"} <= set(done)
+    recs = quantize_(block, "w:nvfp4,a:e4m3")  # expose=True: the projections are layers
+    assert (recs[0].name, recs[0].kind, recs[0].action) == ("self_attn", "MultiheadAttention",
+                                                            "unfused")  # fmt: skip
+    done = {r.name for r in recs[1:] if not r.skipped}
+    assert done == {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                    "self_attn.out_proj", "linear1", "linear2"}  # fmt: skip
     block.eval()
     x = torch.randn(2, 5, 32)
     y, y0 = block(x), ref(x)

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 
+from cli_run import run_main
 from picojoule import cli
 
 STUDY_FIXTURES = Path(__file__).parents[1] / "study"  # user_model_fixture.py
@@ -47,14 +47,7 @@ def _fast_cli(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _main(monkeypatch: pytest.MonkeyPatch, capsys, *args: str) -> tuple[int, str]:
-    monkeypatch.setattr(sys, "argv", ["picojoule", *args])
-    try:
-        cli.main()
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    cap = capsys.readouterr()
-    return code, cap.out + cap.err
+    return run_main(monkeypatch, capsys, *args)
 
 
 def _assert_one_error(code: int, out: str, fragment: str) -> None:

@@ -182,11 +182,17 @@ def test_from_model_points_multihead_attention_to_unfuse() -> None:
         pytest.warns(UserWarning, match=r"attn \(MultiheadAttention\); expose them first"),
         pytest.raises(PicojouleError, match="no convolution, linear or matmul"),
     ):
-        from_model(model, x)
+        from_model(model, x, expose=False)
+    names = ["attn.q_proj", "attn.k_proj", "attn.v_proj", "attn.sdpa.qk", "attn.sdpa.av",
+             "attn.out_proj"]  # fmt: skip
+    seen = from_model(model, x)  # expose=True: counted unfused, the model left as it was
+    assert [layer.name for layer in seen.layers] == names
+    assert [(r.name, r.action) for r in seen.exposed] == [("attn", "unfused")]
+    assert isinstance(model.attn, nn.MultiheadAttention)
     unfuse_attention_(model)
-    got = [layer.name for layer in from_model(model, x).layers]
-    assert got == ["attn.q_proj", "attn.k_proj", "attn.v_proj", "attn.sdpa.qk", "attn.sdpa.av",
-                   "attn.out_proj"]  # fmt: skip
+    got = from_model(model, x)
+    assert [layer.name for layer in got.layers] == names and got.exposed == ()
+    assert got == seen
 
 
 def test_from_model_names_layers_it_cannot_model() -> None:
@@ -242,7 +248,7 @@ def test_from_model_names_gpt2_conv1d_until_exposed() -> None:
                         bos_token_id=0, eos_token_id=0)  # fmt: skip
     model, ids = tf.GPT2Model(cfg).eval(), torch.randint(0, 100, (1, 6))
     with pytest.warns(UserWarning, match=r"h.0.attn.c_attn \(Conv1D\).*expose them first"):
-        hidden = from_model(model, ids)
+        hidden = from_model(model, ids, expose=False)
     assert [layer.kind for layer in hidden.layers] == ["matmul", "matmul"]  # only attention
     expose_layers_(model)
     names = [layer.name for layer in from_model(model, ids).layers]

@@ -128,9 +128,7 @@ class LocalBackend:
             # The server imports the job's module once; workers fork from it ready to run
             # (a no-op if this process's forkserver is already up). The guard makes the
             # server die with this process.
-            ctx.set_forkserver_preload(
-                ["picojoule._forkserver_guard", type(self._job).__module__]
-            )
+            ctx.set_forkserver_preload(["picojoule._forkserver_guard", type(self._job).__module__])
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers,
                 mp_context=ctx,

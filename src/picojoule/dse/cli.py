@@ -1,19 +1,24 @@
 """`picojoule dse`: run a design space, show a stored run.
 
-    picojoule dse run SPACE [--out DIR] [--resume] [--backend local|ray] [--address A]
-                                 [--workers N]
+    picojoule dse run SPACE [--model SPEC [--data L]] [--out DIR] [--resume]
+                            [--backend local|ray] [--address A] [--workers N]
     picojoule dse show RUN [--run NAME] [--out DIR] [--limit N]
 
 SPACE is a YAML file or a packaged space (magnet-resnet50, magnet-resnet18-500,
 formats-digits). `run` evaluates into DIR/results.sqlite (default `dse-runs/<space name>`)
 and writes front.json, pareto.png, energy_split.png and report.html beside it. `show`
 re-renders those from the database alone - nothing is re-evaluated.
+
+The workload is the space's `workload:` or `--model`: a built-in workload or any model spec
+(`picojoule.models.spec`: digits, minilm, smollm2, st:DIR, hf:DIR, pkg.mod:build with --data),
+which runs once on its example input at the space's batch.
 """
 
 from __future__ import annotations
 
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -22,7 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from picojoule.dse.errors import InfeasibleError, StoreError
-from picojoule.dse.evaluate import DesignEvaluator, load_workload
+from picojoule.dse.evaluate import DesignEvaluator
 from picojoule.dse.params import catalog
 from picojoule.dse.progress import ProgressView
 from picojoule.dse.report import RunReport, build_report, front_table, write_outputs
@@ -32,7 +37,10 @@ from picojoule.dse.runner import RunInterrupted, run_space
 from picojoule.dse.spacefile import find_space, load_space
 from picojoule.errors import ConfigError
 from picojoule.fsio import OutputPathError, check_cache_path, prepare_out_dir
+from picojoule.models.options import DataOption
+from picojoule.models.spec import resolve, workload_help
 from picojoule.options import check_choice, check_options
+from picojoule.workload.builtin import BUILTINS
 
 __all__ = ["app"]
 
@@ -104,6 +112,11 @@ def run(
         int | None, typer.Option(help="processes / local Ray CPUs (default: all)")
     ] = None,
     limit: Annotated[int, typer.Option(help="front rows to print")] = 20,
+    model: Annotated[
+        str | None,
+        typer.Option(help="the workload, in place of the space's: " + workload_help(BUILTINS)),
+    ] = None,
+    data: DataOption = None,
 ) -> None:
     """Evaluate a design space (resumable; results cached in SQLite)."""
     check_options(workers=workers, limit=limit)
@@ -111,7 +124,13 @@ def run(
     if address is not None and backend != "ray":
         raise ConfigError(f"--address {address!r} needs --backend ray; add it or drop --address")
     sp = load_space(find_space(space), catalog)
-    workload = load_workload(sp.workload, sp.batch)
+    if model is not None:  # the run records (and resumes) the workload it evaluated
+        sp = replace(sp, workload=model.strip(), source={**sp.source, "workload": model.strip()})
+    option = "--model" if model is not None else f"{sp.name}: workload:"
+    source = resolve(sp.workload, data, workloads=True, needs_metric=False, option=option)
+    workload = source.workload(
+        sp.batch, warn=lambda line: console.print(f"note: {line}", style="yellow", markup=False)
+    )
     evaluator = DesignEvaluator(preset=sp.preset, workload=workload, mapper=sp.mapper)
     out_dir = out if out is not None else Path("dse-runs") / sp.name
     # Before any evaluation: refuse a results file picojoule did not write (or a symlink).
@@ -141,7 +160,8 @@ def run(
             )
         except KeyboardInterrupt as e:  # SIGINT or SIGTERM: finished points are committed
             progress.stop()
-            _interrupted(e, space, out_dir, backend, workers, address)
+            model_args = [a for o, v in (("--model", model), ("--data", data)) if v for a in (o, v)]
+            _interrupted(e, [space, *model_args], out_dir, backend, workers, address)
         except InfeasibleError:
             # Budgets nobody met: still render what was stored, then report the error.
             if (out_dir / DB_FILENAME).exists():
@@ -158,7 +178,7 @@ def run(
 
 def _interrupted(
     e: KeyboardInterrupt,
-    space: str,
+    space: list[str],  # SPACE and the options that chose its workload (--model, --data)
     out_dir: Path,
     backend: str,
     workers: int | None,
@@ -168,7 +188,7 @@ def _interrupted(
     from picojoule.interrupt import exit_code
 
     kept = f"{e.summary.points} points kept" if isinstance(e, RunInterrupted) else "stopped"
-    again = ["picojoule", "dse", "run", space, "--out", str(out_dir), "--resume"]
+    again = ["picojoule", "dse", "run", *space, "--out", str(out_dir), "--resume"]
     if backend != "local":
         again += ["--backend", backend]
     if address is not None:

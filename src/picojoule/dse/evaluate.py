@@ -170,11 +170,13 @@ def evaluate_design(
     )
 
 
-def load_workload(name: str, batch: int = 1) -> Workload:
-    """A built-in workload (`picojoule.workload` shape-only networks) by name."""
-    from picojoule.workload.builtin import builtin
+def load_workload(name: str, batch: int = 1, *, data: str | None = None) -> Workload:
+    """A space's `workload:`: a built-in workload (`picojoule.workload` shape-only networks)
+    by name, or a model spec (`picojoule.models.spec`: digits, minilm, smollm2, st:DIR,
+    hf:DIR, pkg.mod:build with `data`) run once on its example input at `batch`."""
+    from picojoule.models.spec import resolve
 
-    return builtin(name, batch=batch)
+    return resolve(name, data, workloads=True, needs_metric=False).workload(batch)
 
 
 def workload_key(workload: Workload) -> str:

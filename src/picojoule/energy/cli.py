@@ -22,11 +22,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from picojoule.energy.defaults import DEFAULT_REDUCTION, OVERHEAD_PJ
 from picojoule.errors import ConfigError
 from picojoule.options import check_choice, check_options
+from picojoule.termtable import FitTable
 
 __all__ = ["app", "DEFAULT_FORMATS"]
 
@@ -80,10 +80,12 @@ def gpus(
     tab = load_table("gpus", table) if table else None
     for name in (base, target):
         get_gpu(name, tab)  # an unknown name fails before the table prints
-    t = Table(title="GPU generations (datasheet peaks; TOPS = 10^12 op/s, FMA = 2 ops)")
+    t = FitTable(title="GPU generations (datasheet peaks; TOPS = 10^12 op/s, FMA = 2 ops)")
     for col in ("GPU", "arch", "year", "process", "SMs", "MHz", "best dense", "best 2:4",
                 "GB/s", "W", "TOPS/W dense", "TOPS/W 2:4"):  # fmt: skip
-        t.add_column(col, justify="left" if col in ("GPU", "arch", "process") else "right")
+        # narrow terminals: the peaks and TOPS/W first, the chip's make-up in a second table
+        t.add_column(col, justify="left" if col in ("GPU", "arch", "process") else "right",
+                     rank=1 if col in ("arch", "year", "process", "SMs", "MHz") else 0)  # fmt: skip
     uncited = set()
     for g in all_gpus(tab):
         key, peak = g.best()
@@ -112,7 +114,7 @@ def gpus(
         if not factors:
             console.print(f"({title} split not available: the datasheets lack the rates it needs)")
             continue
-        ft = Table(title=f"{title}: factors multiply to {s.product(factors):.1f}x")
+        ft = FitTable(title=f"{title}: factors multiply to {s.product(factors):.1f}x")
         ft.add_column("factor")
         ft.add_column("x", justify="right")
         ft.add_column("from")
@@ -145,7 +147,9 @@ def overhead(
 
     check_choice("math", math, ("published", "bottom-up"))
     check_options(overhead_pj=overhead_pj, node=node)
-    t = Table(title=f"Instruction energy at {node:g} nm (overhead {overhead_pj:g} pJ, math {math})")
+    t = FitTable(
+        title=f"Instruction energy at {node:g} nm (overhead {overhead_pj:g} pJ, math {math})"
+    )
     for col in ("instr", "ops", "math pJ", "overhead pJ", "pJ/op", "overhead/math",
                 "overhead/total", "published", "matches (nearest %)"):  # fmt: skip
         t.add_column(col, justify="left" if col in ("instr", "matches (nearest %)") else "right")
@@ -201,7 +205,9 @@ def formats(
         mac_energy(f, node_nm=node, reduction=reduction, accumulator=accumulator) for f in fmts
     ]
     base = results[fmts.index("fp32")].energy_pj if "fp32" in fmts else None
-    t = Table(title=f"Energy per MAC at {node:g} nm, K={reduction}, accumulator {accumulator} (pJ)")
+    t = FitTable(
+        title=f"Energy per MAC at {node:g} nm, K={reduction}, accumulator {accumulator} (pJ)"
+    )
     for col in ("format", "bits/elem", "MAC pJ", "multiply", "accumulate", "scale", "decode",
                 "vs fp32", "accumulate in"):  # fmt: skip
         t.add_column(col, justify="left" if col in ("format", "accumulate in") else "right")
@@ -219,9 +225,9 @@ def formats(
         uncited.update(r.uncited)
     console.print(t)
     if fit:
-        ft = Table(title="Model vs cited anchors (45 nm)")
+        ft = FitTable(title="Model vs cited anchors (45 nm)")
         for col in ("op", "dtype", "table pJ", "model pJ", "error", "source"):
-            ft.add_column(col)
+            ft.add_column(col, justify="right" if col.endswith(("pJ", "error")) else "left")
         for a in cal.anchors:
             ft.add_row(a.op, a.dtype, f"{a.table_pj:g}", f"{a.model_pj:.4f}", f"{a.error:+.1%}",
                        a.citation or "uncited †")  # fmt: skip
@@ -240,7 +246,7 @@ def nodes() -> None:
     from picojoule.energy.scaling import node_scaling
 
     scaling = node_scaling()
-    t = Table(title="Energy per operation relative to 45 nm")
+    t = FitTable(title="Energy per operation relative to 45 nm")
     for col in ("node nm", "factor", "45 nm / factor", "source"):
         t.add_column(col, justify="left" if col == "source" else "right")
     for node, factor in scaling.factors:
@@ -270,7 +276,7 @@ def roofline(
         workload = apply_recipe(workload, recipe)
     spec = get_gpu(gpu)
     roof = compute_roofline(workload, spec)
-    t = Table(title=f"{roof.workload} (batch {batch}) on {spec.title}: speed of light")
+    t = FitTable(title=f"{roof.workload} (batch {batch}) on {spec.title}: speed of light")
     for col in ("layer", "formats w x a", "GFLOP", "MB", "FLOP/B", "ridge", "rate", "bound",
                 "min time us", "min energy uJ", "math %"):  # fmt: skip
         t.add_column(col, justify="left" if col in ("layer", "formats w x a", "bound") else "right")

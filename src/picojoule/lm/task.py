@@ -52,6 +52,21 @@ class LMOptions:
                 flag = name.replace("_", "-")
                 raise ConfigError(f"--{flag} {v!r}: give a whole number from {low} to {high}")
 
+    @classmethod
+    def fitted(cls, max_positions: int) -> LMOptions:
+        """The defaults, shortened where they exceed a model's `max_positions` (0: unknown):
+        evaluation window and prompt at most the positions, decode at most an eighth of them
+        and the context the rest. What a language model runs on when no option is given."""
+        d, ph = cls(), Phases()
+        if max_positions <= 0 or (max(d.seq_len, ph.prompt, ph.context + ph.decode)
+                                  <= max_positions):  # fmt: skip
+            return d
+        n = max(8, max_positions)
+        decode = min(ph.decode, max(1, n // 8))
+        phases = Phases(prompt=min(ph.prompt, n), batch=ph.batch,
+                        context=max(1, min(ph.context, n - decode)), decode=decode)  # fmt: skip
+        return cls(seq_len=min(d.seq_len, n), phases=phases)
+
     def describe(self) -> str:
         ph = self.phases
         head = "lm_head quantized" if self.quantize_lm_head else "lm_head float"
@@ -107,12 +122,13 @@ class LMStudyTask:
     higher_is_better = False
 
     def __init__(self, model: str, opts: LMOptions | None = None, cache: Path | None = None):
+        """`opts` None: the defaults, fitted to the model's positions (`LMOptions.fitted`)."""
         from picojoule.lm.corpus import corpus_id, pydoc_split
         from picojoule.lm.loader import load_causal_lm
 
-        self.opts = opts = opts or LMOptions()
-        check_lm_spec(model, opts)
+        check_lm_spec(model, opts or LMOptions())
         self.lm = load_causal_lm(model, cache)
+        self.opts = opts = opts or LMOptions.fitted(self.lm.max_positions)
         self.phases = opts.phases
         self.phases.check_positions(self.lm.max_positions)
         if self.lm.max_positions and opts.seq_len > self.lm.max_positions:

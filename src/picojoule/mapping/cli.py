@@ -10,15 +10,18 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from picojoule.arch.io import load_arch
 from picojoule.arch.spec import Arch
 from picojoule.fsio import check_out_file, write_json
 from picojoule.mapping.network import WorkloadCost, map_workload
 from picojoule.mapping.search import OBJECTIVES
+from picojoule.models.options import DataOption
+from picojoule.models.spec import resolve, workload_help
 from picojoule.options import check_choice, check_options
-from picojoule.workload.builtin import BUILTINS, builtin
+from picojoule.quant.recipe import parse_recipe
+from picojoule.termtable import FitTable
+from picojoule.workload.builtin import BUILTINS
 from picojoule.workload.from_torch import apply_recipe
 from picojoule.workload.layer import OPERANDS
 
@@ -32,29 +35,20 @@ def _uj(pj: float) -> str:
 
 
 def render(result: WorkloadCost, arch: Arch, console: Console, *, mappings: bool = True) -> None:
-    """Per-layer table, energy by level x operand, totals against the speed of light."""
+    """Per-layer table, energy by level x operand, totals against the speed of light.
+
+    The tables fit the console's width (`FitTable`): when the per-layer columns do not all
+    fit, the energy per memory level and the MAC energy move to a second table."""
     levels = list(result.energy_by_level_pj)
-    table = Table(title=f"{result.workload} on {result.arch} (objective: {result.objective})")
-    for col in (
-        "layer",
-        "x",
-        "MMACs",
-        "energy uJ",
-        "pJ/MAC",
-        *levels,
-        "MAC uJ",
-        "cycles",
-        "util",
-        "bound",
-    ):
-        left = col == "layer"
-        table.add_column(
-            col,
-            justify="left" if left else "right",
-            no_wrap=True,
-            overflow="ellipsis",
-            max_width=22 if left else None,
-        )
+    table = FitTable(title=f"{result.workload} on {result.arch} (objective: {result.objective})")
+    table.add_column("layer", kind="name")
+    for col in ("x", "MMACs", "energy uJ", "pJ/MAC"):
+        table.add_column(col, justify="right")
+    for col in (*levels, "MAC uJ"):  # the energy split: second when narrow
+        table.add_column(col, justify="right", rank=1)
+    table.add_column("cycles", justify="right")
+    table.add_column("util", justify="right")
+    table.add_column("bound", kind="text")
     for r in result.layers:
         c = r.result.cost
         per_level = [_uj(sum(c.energy_by_level_pj[lv].values()) * r.layer.repeat) for lv in levels]
@@ -72,8 +66,8 @@ def render(result: WorkloadCost, arch: Arch, console: Console, *, mappings: bool
         )
     console.print(table)
 
-    ops = Table(title="energy by level and operand (uJ)")
-    ops.add_column("level")
+    ops = FitTable(title="energy by level and operand (uJ)")
+    ops.add_column("level", kind="name")
     for op in OPERANDS:
         ops.add_column(op, justify="right")
     ops.add_column("total", justify="right")
@@ -85,13 +79,14 @@ def render(result: WorkloadCost, arch: Arch, console: Console, *, mappings: bool
     ops.add_row("MACs", "", "", "", _uj(result.mac_energy_pj))
     console.print(ops)
 
-    console.print(
+    console.print(  # one fact a line: each reads whole at 80 columns
         f"total {_uj(result.energy_pj)} uJ, {result.pj_per_mac:.3f} pJ/MAC over "
-        f"{result.macs / 1e9:.3f} GMACs; {result.cycles:,.0f} cycles = "
-        f"{result.latency_s * 1e3:.3f} ms; utilization {result.utilization:.2f}\n"
+        f"{result.macs / 1e9:.3f} GMACs\n"
+        f"{result.cycles:,.0f} cycles = {result.latency_s * 1e3:.3f} ms; "
+        f"utilization {result.utilization:.2f}\n"
         f"speed of light: {_uj(result.sol_energy_pj)} uJ "
         f"({result.energy_pj / result.sol_energy_pj:.2f}x above), "
-        f"{result.sol_cycles:,.0f} cycles ({result.cycles / result.sol_cycles:.2f}x above); "
+        f"{result.sol_cycles:,.0f} cycles ({result.cycles / result.sol_cycles:.2f}x above)\n"
         f"mapped in {result.elapsed_s:.2f} s"
     )
     if result.timed_out:
@@ -115,7 +110,8 @@ def render(result: WorkloadCost, arch: Arch, console: Console, *, mappings: bool
 @app.callback(invoke_without_command=True)
 def map_command(
     arch: Annotated[str, typer.Option(help="preset name or YAML file")] = "eyeriss",
-    model: Annotated[str, typer.Option(help=f"one of {', '.join(BUILTINS)}")] = "resnet18",
+    model: Annotated[str, typer.Option(help=workload_help(BUILTINS))] = "resnet18",
+    data: DataOption = None,
     recipe: Annotated[str | None, typer.Option(help='formats, e.g. "w:int8,a:int8"')] = None,
     objective: Annotated[str, typer.Option(help="energy, latency or edp")] = "energy",
     batch: Annotated[int, typer.Option(help="batch size")] = 1,
@@ -124,17 +120,27 @@ def map_command(
     json_out: Annotated[Path | None, typer.Option("--json", help="write results as JSON")] = None,
     mappings: Annotated[bool, typer.Option(help="print each layer's loop nest")] = True,
 ) -> None:
-    """Map MODEL onto ARCH and print energy by level and operand, latency and mappings."""
+    """Map MODEL onto ARCH and print energy by level and operand, latency and mappings.
+
+    MODEL is a built-in workload (layer shapes) or a model (picojoule.models.spec): a model
+    runs once on its example input, repeated to --batch, and its layers are mapped."""
     check_choice("objective", objective, OBJECTIVES)
     check_options(batch=batch, time_budget=time_budget, seed=seed)
+    # Every input is checked before a model loads or the search starts.
+    source = resolve(model, data, workloads=True, needs_metric=False)
+    if recipe:
+        parse_recipe(recipe)
     if json_out is not None:
         check_out_file(json_out, option="--json")  # before the search, not after it
     spec = load_arch(arch)
-    workload = builtin(model, batch=batch)
+    console = Console()
+    workload = source.workload(
+        batch, warn=lambda line: console.print(f"note: {line}", style="yellow", markup=False)
+    )
     if recipe:
         workload = apply_recipe(workload, recipe)
     result = map_workload(workload, spec, objective, time_budget_s=time_budget, seed=seed)
-    render(result, spec, Console(), mappings=mappings)
+    render(result, spec, console, mappings=mappings)
     if json_out is not None:
         write_json(json_out, result.to_dict(), indent=1)
-        Console().print(f"wrote {json_out}")
+        console.print(f"wrote {json_out}")

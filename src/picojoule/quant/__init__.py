@@ -1,7 +1,9 @@
 """Quantizing models: `quantize_(model, recipe)`, calibration, fake-quant modules, report.
 
 Public: `quantize_`, `parse_recipe`, `QuantConfig`, `TensorQuant`, `calibrate`, `report`,
-`LayerQuant`, `ste`, `unfuse_attention_` (nn.MultiheadAttention -> Linear projections + SDPA).
+`LayerQuant`, `ste`, `unfuse_attention_` (nn.MultiheadAttention -> Linear projections + SDPA),
+`expose_layers_` (and HF Conv1D -> Linear; `quantize_` runs it first unless `expose=False`),
+`exposed` (the same for one block, undone after), `describe_exposed` (what was rewritten).
 Importable with torch + numpy alone.
 """
 
@@ -12,7 +14,9 @@ from picojoule.quant.recipe import QuantConfig, TensorQuant, parse_recipe, resol
 from picojoule.quant.unfuse import (
     UnfusedAttention,
     conv1d_to_linear_,
+    describe_exposed,
     expose_layers_,
+    exposed,
     unfuse_attention_,
 )
 
@@ -34,4 +38,6 @@ __all__ = [
     "UnfusedAttention",
     "conv1d_to_linear_",
     "expose_layers_",
+    "exposed",
+    "describe_exposed",
 ]

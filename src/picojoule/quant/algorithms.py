@@ -80,26 +80,32 @@ def _plain(cfg: QuantConfig) -> QuantConfig:
 
 def apply_algorithms_(
     model: nn.Module,
-    recipe: str | QuantConfig,
+    recipe: str | QuantConfig | Mapping[str, object],
     batches: Iterable[Any],
     *,
-    overrides: Mapping[str, str | QuantConfig | None] | None = None,
+    overrides: Mapping[str, str | QuantConfig | Mapping[str, object] | None] | None = None,
     progress: Callable[[str], None] | None = None,
+    expose: bool = True,
 ) -> AlgorithmReport:
     """Quantize `model` in place with the recipe's algorithms (see the module docstring).
 
     batches: calibration inputs (tensors, tuples or dicts of model inputs), the same for every
     step. Returns an `AlgorithmReport`; `quantize_` alone runs a recipe without algorithms.
+    expose: as `quantize_`'s, done before the first algorithm so that GPT-2's Conv1D
+    projections are Linear layers the algorithms see; the records lead `applied`.
     """
     from picojoule.config import check_model
     from picojoule.quant.api import SUPPORTED, quantize_
     from picojoule.quant.calibrate import calibrate
+    from picojoule.quant.unfuse import check_expose, expose_layers_
 
     check_model(model, "apply_algorithms_")
+    check_expose(expose, "apply_algorithms_")
     cfg = parse_recipe(recipe, overrides)
     batches = list(batches)
     if needs_algorithms(cfg) and not batches:
         raise ConfigError(f"{cfg}: wcal:/smooth:/rotate: need calibration batches; got none")
+    exposed = expose_layers_(model) if expose else []
     say = progress or (lambda _msg: None)
     lines: list[str] = []
     seconds: dict[str, float] = {}
@@ -137,7 +143,7 @@ def apply_algorithms_(
         t0 = time.perf_counter()
         lines += _awq(model, cfg, linears, batches, say)
         seconds["awq"] = time.perf_counter() - t0
-    applied = quantize_(model, _plain(cfg))
+    applied = [*exposed, *quantize_(model, _plain(cfg), expose=False)]
     if cfg.wcal == "gptq":
         t0 = time.perf_counter()
         calibrate(model, batches)  # GPTQ sees activations as quantized at run time

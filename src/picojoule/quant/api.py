@@ -102,13 +102,25 @@ def weight_transforms(module: nn.Module) -> list[nn.Module]:
 
 def quantize_(
     model: nn.Module,
-    recipe: str | QuantConfig,
+    recipe: str | QuantConfig | Mapping[str, object],
     *,
-    overrides: Mapping[str, str | QuantConfig | None] | None = None,
+    overrides: Mapping[str, str | QuantConfig | Mapping[str, object] | None] | None = None,
     filter_fn: Callable[[nn.Module, str], bool] | None = None,
     backend: str = "emulate",
+    expose: bool = True,
 ) -> list[Applied]:
     """Quantize `model` in place; returns one record per supported layer (done or skipped).
+
+    recipe: the string form ("w:nvfp4,a:e4m3"), a `QuantConfig`, or a dict of its fields
+    (`{"weight": "nvfp4", "activation": "e4m3"}`, see `parse_recipe`).
+
+    expose: first rewrite the layers hooks cannot reach (`expose_layers_`: Hugging Face
+    `Conv1D` -> `nn.Linear`, `nn.MultiheadAttention` -> Linear projections + SDPA; same
+    numbers), so GPT-2's projections are quantized too. Their records (kind "Conv1D" or
+    "MultiheadAttention", action what they became) come first in the returned list;
+    `describe_exposed(records)` says it in one line. `expose=False` leaves them alone (with a
+    warning naming them). A model with nothing hidden is not touched. The rewrite is undone
+    when `quantize_` refuses the recipe, so an error leaves the model as it was.
 
     backend: "emulate" (fake-quant, bit-exact values, any device) or "triton" (real packed
     weights and fused kernels from `picojoule.gpu`, CUDA only).
@@ -123,8 +135,11 @@ def quantize_(
     Wrong argument types (`None` or a string as the model, a non-mapping `overrides`, ...) raise
     `ConfigError`.
     """
+    from picojoule.quant.unfuse import Exposure, check_expose, rewrite_hidden_
+
     check_model(model, "quantize_")
     check_filter(filter_fn, "quantize_")
+    check_expose(expose, "quantize_")
     if not isinstance(backend, str):
         raise ConfigError(f"quantize_: backend must be 'emulate' or 'triton', not {backend!r}")
     cfg = parse_recipe(recipe, overrides)
@@ -141,10 +156,10 @@ def quantize_(
             raise ConfigError(
                 "backend='triton' runs weight-only recipes (w:...); drop a:/attn:/kv:"
             )
-        return to_packed_(model, cfg.weight.format)
+        shown = rewrite_hidden_(model) if expose else Exposure()
+        return [*shown.records, *to_packed_(model, cfg.weight.format)]
     if backend != "emulate":
         raise ConfigError(f"unknown backend {backend!r}; use 'emulate' or 'triton'")
-    names = [n for n, m in model.named_modules() if isinstance(m, SUPPORTED)]
     if cfg.kv is not None and getattr(model, "kv_spec", None) is not None:
         raise ConfigError(
             f"quantize_: the KV cache is already {model.kv_spec.describe()}; recipes do not "
@@ -155,10 +170,41 @@ def quantize_(
 
         install_kv(model, cfg.kv)  # kv: alone: no layer changes
         return [_kv_record(model, cfg)]
+    shown = rewrite_hidden_(model) if expose else Exposure()
+    try:
+        _check_layers(model, cfg, filter_fn)
+    except BaseException:
+        shown.undo()  # refused: the model as it came
+        raise
+    _warn_hidden_layers(model)
+    done = [*shown.records, *apply(model, cfg, filter_fn=filter_fn)]
+    if cfg.attention is not None:
+        done.append(_quantize_products(model, cfg))
+    if cfg.kv is not None:
+        from picojoule.quant.kvcache import install_kv
+
+        install_kv(model, cfg.kv)
+        done.append(_kv_record(model, cfg))
+    return done
+
+
+def _check_layers(
+    model: nn.Module, cfg: QuantConfig, filter_fn: Callable[[nn.Module, str], bool] | None
+) -> None:
+    """`ConfigError` before any layer changes: no layer to quantize, overrides naming none,
+    a layer quantized twice, a KV recipe on a model without a cache."""
+    names = [n for n, m in model.named_modules() if isinstance(m, SUPPORTED)]
     if not names:
+        hidden = hidden_layers(model)
+        hint = (
+            f"; {', '.join(hidden[:3])}{' ...' if len(hidden) > 3 else ''} are hidden layers: "
+            "leave expose=True (the default) to quantize them as nn.Linear"
+            if hidden
+            else ""
+        )
         raise ConfigError(
             f"{type(model).__name__} has no layer picojoule can quantize "
-            f"(supported: {', '.join(t.__name__ for t in SUPPORTED)})"
+            f"(supported: {', '.join(t.__name__ for t in SUPPORTED)}){hint}"
         )
     # with attn:, an override may also name the module that calls attention's products
     known = [n for n, _ in model.named_modules()] if cfg.attention is not None else names
@@ -169,20 +215,10 @@ def quantize_(
             f"the model's layers are: {', '.join(names[:12])}{' ...' if len(names) > 12 else ''}"
         )
     _refuse_requantize(model, cfg, filter_fn)
-    _warn_hidden_layers(model)
     if cfg.kv is not None:  # checked before any layer changes: refused on a model without one
         from picojoule.quant.kvcache import check_kv_model
 
         check_kv_model(model, cfg.kv)
-    done = apply(model, cfg, filter_fn=filter_fn)
-    if cfg.attention is not None:
-        done.append(_quantize_products(model, cfg))
-    if cfg.kv is not None:
-        from picojoule.quant.kvcache import install_kv
-
-        install_kv(model, cfg.kv)
-        done.append(_kv_record(model, cfg))
-    return done
 
 
 def _kv_record(model: nn.Module, cfg: QuantConfig) -> Applied:
@@ -238,9 +274,10 @@ def _warn_hidden_layers(model: nn.Module) -> None:
             f"{', '.join(names[:4])}{' ...' if len(names) > 4 else ''}: hidden from quantize_. "
             "nn.MultiheadAttention runs its projections functionally: only out_proj's weight is "
             "quantized; in_proj, the projections' inputs (a:) and its attention products "
-            "(attn:) stay float. Conv1D multiplies through torch.addmm: not quantized. Call "
-            "picojoule.quant.expose_layers_(model) first: same numbers, nn.Linear projections "
-            "and SDPA that quantize_ reaches",
+            "(attn:) stay float. Conv1D multiplies through torch.addmm: not quantized. Leave "
+            "quantize_'s expose=True (the default; it rewrites all but MultiheadAttention with "
+            "add_bias_kv/add_zero_attn): same numbers, nn.Linear projections and SDPA that "
+            "quantize_ reaches",
             stacklevel=3,
         )
 

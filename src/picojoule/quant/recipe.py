@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from picojoule.config import check_keys
 from picojoule.errors import ConfigError, FormatError
 from picojoule.formats import (
     CodebookFormat,
@@ -41,7 +42,14 @@ from picojoule.formats import (
 if TYPE_CHECKING:
     from picojoule.quant.kvcache import KVSpec
 
-__all__ = ["TensorQuant", "QuantConfig", "parse_recipe", "resolve_format", "CALIBRATIONS"]
+__all__ = [
+    "TensorQuant",
+    "QuantConfig",
+    "parse_recipe",
+    "config_from_dict",
+    "resolve_format",
+    "CALIBRATIONS",
+]
 
 CALIBRATIONS = ("dynamic", "max", "percentile", "mse", "entropy")
 _KEYS = ("w", "a", "cal", "round", "attn", "kv", "wcal", "smooth", "rotate")
@@ -163,15 +171,117 @@ def _parse_rotate(value: str, recipe: str) -> str:
     )
 
 
+_CONFIG_KEYS = ("weight", "activation", "attention", "kv", "wcal", "smooth", "rotate",
+                "overrides", "name")  # fmt: skip
+_TENSOR_KEYS = {
+    "weight": ("format", "rounding"),
+    "activation": ("format", "calibration", "percentile"),
+    "attention": ("format",),
+}
+_SHORT_KEYS = {
+    "w": "the string form's w: is weight here",
+    "a": "the string form's a: is activation here",
+    "attn": "the string form's attn: is attention here",
+    "cal": "calibration goes with the activation: {'activation': {'format': ..., "
+    "'calibration': 'max'}}",
+    "round": "rounding goes with the weight: {'weight': {'format': ..., 'rounding': 'stochastic'}}",
+}
+
+
+def _tensor_from(role: str, value: object) -> TensorQuant | None:
+    """One tensor's quantization from a format name, a TensorQuant or a dict of its fields;
+    checked as the string form checks it."""
+    if value is None or isinstance(value, TensorQuant):
+        return value
+    keys = _TENSOR_KEYS[role]
+    if isinstance(value, str):
+        value = {"format": value}
+    elif not isinstance(value, Mapping):
+        raise ConfigError(
+            f"QuantConfig {role}: give a format name (e.g. 'nvfp4'), a TensorQuant or a dict of "
+            f"{', '.join(keys)}; got {type(value).__name__}"
+        )
+    data = dict(check_keys(value, keys, f"QuantConfig {role}"))
+    if not isinstance(data.get("format"), str):
+        raise ConfigError(f"QuantConfig {role}: give a format name, e.g. {{'format': 'nvfp4'}}")
+    if "calibration" in data:
+        if not isinstance(data["calibration"], str):
+            raise ConfigError(
+                f"QuantConfig {role}: calibration is one of {', '.join(CALIBRATIONS)}"
+            )
+        data["calibration"], pct = _parse_cal(data["calibration"])  # "percentile99.9" too
+        data.setdefault("percentile", pct)
+    if "percentile" in data:
+        p = data["percentile"]
+        if isinstance(p, bool) or not isinstance(p, int | float) or not 0 < p <= 100:
+            raise ConfigError(f"QuantConfig {role}: percentile is a number in (0, 100], got {p!r}")
+        data["percentile"] = float(p)
+    if data.get("rounding", "nearest_even") not in _ROUNDINGS:
+        raise ConfigError(
+            f"QuantConfig {role}: rounding {data['rounding']!r}: use one of {', '.join(_ROUNDINGS)}"
+        )
+    tq = TensorQuant(**data)  # type: ignore[arg-type]
+    try:
+        tq.resolve("weight" if role == "weight" else "activation")
+    except (FormatError, ConfigError) as e:
+        raise ConfigError(f"QuantConfig {role}: {e}") from None
+    return tq
+
+
+def config_from_dict(data: Mapping[str, object]) -> QuantConfig:
+    """The `QuantConfig` a dict of its fields describes: `{"weight": "nvfp4", "activation":
+    "e4m3"}` equals `QuantConfig(weight=TensorQuant(format="nvfp4"), activation=
+    TensorQuant(format="e4m3"))`. A tensor's value is a format name, a `TensorQuant` or a dict
+    of its fields (`{"format": "int8", "calibration": "max"}`); `kv` is the string form's value
+    (`"int4@kivi"`); `overrides` maps name globs to recipes in any form (None: keep float).
+    Unknown keys and wrong types raise `ConfigError`."""
+    fields = dict(check_keys(data, _CONFIG_KEYS, "QuantConfig dict", _SHORT_KEYS))
+    out: dict[str, object] = {}
+    for role in _TENSOR_KEYS:
+        if role in fields:
+            out[role] = _tensor_from(role, fields[role])
+    if fields.get("kv") is not None:
+        kv = fields["kv"]
+        if isinstance(kv, str):
+            from picojoule.quant.kvcache import parse_kv
+
+            kv = parse_kv(kv)
+        out["kv"] = kv
+    wcal = fields.get("wcal", "rtn")
+    if wcal not in WEIGHT_CALIBRATIONS:
+        raise ConfigError(f"QuantConfig wcal {wcal!r}: use one of {', '.join(WEIGHT_CALIBRATIONS)}")
+    if wcal != "rtn" and out.get("weight") is None:
+        raise ConfigError(f"QuantConfig wcal {wcal!r} rounds weights; add a weight format")
+    out["wcal"] = wcal
+    if fields.get("smooth") is not None:
+        out["smooth"] = _parse_smooth(str(fields["smooth"]), "QuantConfig dict")
+    if fields.get("rotate") is not None:
+        out["rotate"] = _parse_rotate(str(fields["rotate"]), "QuantConfig dict")
+    name = fields.get("name", "")
+    if not isinstance(name, str):
+        raise ConfigError(f"QuantConfig name: a string, not {type(name).__name__}")
+    out["name"] = name
+    base = QuantConfig(**out)  # type: ignore[arg-type]
+    ov = fields.get("overrides")
+    return base if ov is None else parse_recipe(base, ov)  # type: ignore[arg-type]
+
+
 def parse_recipe(
-    recipe: str | QuantConfig, overrides: Mapping[str, str | QuantConfig | None] | None = None
+    recipe: str | QuantConfig | Mapping[str, object],
+    overrides: Mapping[str, str | QuantConfig | Mapping[str, object] | None] | None = None,
 ) -> QuantConfig:
-    """Parse `"w:...,a:...,cal:...,round:..."` (and per-layer overrides) into a QuantConfig."""
+    """Parse `"w:...,a:...,cal:...,round:..."` (and per-layer overrides) into a QuantConfig;
+    a QuantConfig comes back as it is, a dict of its fields goes through `config_from_dict`."""
     if isinstance(recipe, QuantConfig):
         base = recipe
+    elif isinstance(recipe, Mapping):
+        base = config_from_dict(recipe)
     else:
         if not isinstance(recipe, str):
-            raise ConfigError(f"a recipe is a string or QuantConfig, not {type(recipe).__name__}")
+            raise ConfigError(
+                f"a recipe is a string, a QuantConfig or a dict of its fields, not "
+                f"{type(recipe).__name__}"
+            )
         fields: dict[str, str] = {}
         text = recipe.strip()
         if text and text not in ("fp32", "float", "none"):

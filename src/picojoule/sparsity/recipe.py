@@ -18,13 +18,14 @@ one-to-one; ASP and most pruning recipes leave both dense.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from picojoule.config import match_name
+from picojoule.config import check_keys, match_name
 from picojoule.errors import ConfigError
 from picojoule.sparsity.patterns import Pattern, parse_pattern
 
-__all__ = ["SparsityConfig", "parse_recipe", "pattern_for", "DENSE"]
+__all__ = ["SparsityConfig", "parse_recipe", "config_from_dict", "pattern_for", "DENSE"]
 
 DENSE = "dense"
 METHODS = ("magnitude", "sparsegpt")
@@ -96,6 +97,46 @@ def pattern_for(cfg: SparsityConfig, name: str) -> tuple[Pattern | None, str]:
                 return None, f"rule {glob}=dense"
             return parse_pattern(value), ""
     return parse_pattern(cfg.pattern), ""
+
+
+_CONFIG_KEYS = ("pattern", "method", "layers", "skip", "skip_first_conv", "skip_classifier")
+
+
+def _strings(value: object, key: str) -> tuple[str, ...]:
+    """A glob list from one string or a list of strings."""
+    items = (value,) if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(g, str) for g in items):
+        raise ConfigError(f"SparsityConfig {key}: a glob or a list of globs, got {value!r}")
+    return tuple(items)
+
+
+def config_from_dict(data: Mapping[str, object]) -> SparsityConfig:
+    """The `SparsityConfig` a dict of its fields describes: `{"pattern": "2:4", "layers":
+    {"fc1": "1:4"}, "skip": ["conv*"]}` equals `SparsityConfig(pattern="2:4", layers=(("fc1",
+    "1:4"),), skip=("conv*",))`. `layers` is a dict (or list of pairs) glob -> pattern or
+    "dense", `skip` a glob or a list of them. Unknown keys and wrong types: `ConfigError`."""
+    fields = dict(check_keys(data, _CONFIG_KEYS, "SparsityConfig dict"))
+    for key in ("pattern", "method"):
+        if key in fields and not isinstance(fields[key], str):
+            raise ConfigError(f"SparsityConfig {key}: a string, got {fields[key]!r}")
+    for key in ("skip_first_conv", "skip_classifier"):
+        if key in fields and not isinstance(fields[key], bool):
+            raise ConfigError(f"SparsityConfig {key}: True or False, got {fields[key]!r}")
+    if "skip" in fields:
+        fields["skip"] = _strings(fields["skip"], "skip")
+    if "layers" in fields:
+        layers = fields["layers"]
+        pairs = list(layers.items()) if isinstance(layers, Mapping) else layers
+        if not isinstance(pairs, list | tuple) or not all(
+            isinstance(p, list | tuple) and len(p) == 2 and all(isinstance(v, str) for v in p)
+            for p in pairs
+        ):
+            raise ConfigError(
+                f"SparsityConfig layers: a dict of glob -> pattern (or 'dense'), e.g. "
+                f"{{'fc1': '1:4'}}; got {layers!r}"
+            )
+        fields["layers"] = tuple((g, v) for g, v in pairs)
+    return SparsityConfig(**fields)  # type: ignore[arg-type]
 
 
 def parse_recipe(text: str) -> SparsityConfig:

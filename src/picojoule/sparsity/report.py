@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -27,6 +28,7 @@ from picojoule.sparsity.kernels import SPEEDUP_2TO4, canonical_dtype, is_nm, sem
 from picojoule.sparsity.layouts import storage
 from picojoule.sparsity.patterns import parse_pattern
 from picojoule.sparsity.sparsify import PRUNABLE, layer_kind, mask_of
+from picojoule.termtable import FitTable
 
 __all__ = ["LayerSparsity", "report", "render_table", "to_dict", "layer_gemms"]
 
@@ -67,12 +69,15 @@ class LayerSparsity:
         return self.dense_bytes - self.sparse_bytes
 
 
-def layer_gemms(model: nn.Module, example_input: torch.Tensor) -> dict[str, Gemm]:
-    """Implicit-GEMM shape of every Linear/Conv for one forward pass of `example_input`.
+def layer_gemms(model: nn.Module, example_input: Any) -> dict[str, Gemm]:
+    """Implicit-GEMM shape of every Linear/Conv for one forward pass of `example_input` (a
+    tensor, a tuple of positional inputs or a dict of keyword inputs).
 
     Y[m, n] = W[m, k] @ X[k, n]: m = out channels, k = in channels per group x kernel taps,
     n = output elements per channel over the whole batch (batch x pixels, or tokens).
     """
+    from picojoule.quant.capture import run_batch
+
     found: dict[str, Gemm] = {}
     hooks = []
 
@@ -88,11 +93,22 @@ def layer_gemms(model: nn.Module, example_input: torch.Tensor) -> dict[str, Gemm
             hooks.append(module.register_forward_hook(hook_for(name)))
     try:
         with torch.no_grad():
-            model(example_input)
+            run_batch(model, example_input)
     finally:
         for h in hooks:
             h.remove()
     return found
+
+
+def _batch_size(example_input: Any) -> int:
+    """The first dimension of the first tensor in `example_input` (1 if it holds none)."""
+    if isinstance(example_input, dict):
+        items = list(example_input.values())
+    elif isinstance(example_input, tuple | list):
+        items = list(example_input)
+    else:
+        items = [example_input]
+    return next((int(x.shape[0]) for x in items if isinstance(x, torch.Tensor) and x.dim()), 1)
 
 
 def _layout(weight: torch.Tensor, pattern: str, dtype: str) -> tuple[str, int, int]:
@@ -129,7 +145,7 @@ def report(
     model: nn.Module,
     applied: Sequence[Applied] | None = None,
     *,
-    example_input: torch.Tensor | None = None,
+    example_input: Any = None,
     dtype: str = "fp16",
     backend: str = "cusparselt",
     measured: Sequence[GpuMeasurement] = (),
@@ -137,7 +153,8 @@ def report(
     """Per-layer sparsity table for `model` as deployed in `dtype` on a GPU with `backend`.
 
     `applied` (what `sparsify_` returned) supplies the reasons layers were skipped;
-    `example_input` (a batch) enables the MAC columns and picks the measured shape with the
+    `example_input` (a batch: a tensor, a tuple or a dict of them, batched along their first
+    dimension) enables the MAC columns and picks the measured shape with the
     nearest batch; `measured` (`gpu_check.measure_2to4` or `load_measurements`) fills the
     measured-speedup columns of layers that run the 2:4 kernel.
     """
@@ -145,7 +162,7 @@ def report(
     macs: dict[str, int] = {}
     columns: dict[str, int] = {}
     if example_input is not None:
-        batch = example_input.shape[0]
+        batch = _batch_size(example_input)
         gemms = layer_gemms(model, example_input)
         macs = {k: g.macs // batch for k, g in gemms.items()}
         columns = {k: g.n for k, g in gemms.items()}
@@ -219,12 +236,21 @@ def _measured(r: LayerSparsity) -> str:
 
 
 def render_table(rows: Sequence[LayerSparsity], title: str = "Sparsity per layer") -> Table:
-    """A rich Table of `report` rows; the speedup assumptions go in the caption."""
-    table = Table(title=title)
-    for col in ("layer", "shape", "pattern", "density", "status", "2:4 kernel?", "GPU kernel"):
-        table.add_column(col, overflow="fold")
-    for col in ("bytes saved", "MACs saved", "pred. speedup", "measured"):
-        table.add_column(col, justify="right")
+    """A rich Table of `report` rows; the speedup assumptions go in the caption. It fits the
+    console's width (`FitTable`): at 80 columns the kernel verdicts, MACs saved and measured
+    speedups move to a second table, the layer names repeated."""
+    table = FitTable(title=title)
+    table.add_column("layer", kind="name")
+    table.add_column("shape", kind="number")
+    table.add_column("pattern", kind="number")
+    table.add_column("density", kind="number")
+    table.add_column("status", kind="text")
+    table.add_column("2:4 kernel?", kind="text", rank=1)
+    table.add_column("GPU kernel", kind="text", rank=1)
+    table.add_column("bytes saved", justify="right", kind="text")
+    table.add_column("MACs saved", justify="right", kind="text", rank=1)
+    table.add_column("pred. speedup", justify="right")
+    table.add_column("measured", justify="right", kind="text", rank=1)
     for r in rows:
         fits = "yes" if r.qualifies_2to4 else f"no: {r.why_not}"
         saved = f"{r.bytes_saved} B ({_pct(r.bytes_saved, r.dense_bytes)}, {r.layout})"

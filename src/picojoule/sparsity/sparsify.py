@@ -13,6 +13,8 @@ weights the old mask kept, so pruned weights stay pruned (this is how `prune_gra
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 import torch.nn as nn
 from torch.nn.utils import parametrize
@@ -21,7 +23,7 @@ from picojoule.config import Applied, apply, check_model, register_handler
 from picojoule.errors import ConfigError, ShapeError
 from picojoule.sparsity.masks import weight_mask
 from picojoule.sparsity.patterns import Pattern
-from picojoule.sparsity.recipe import SparsityConfig, parse_recipe, pattern_for
+from picojoule.sparsity.recipe import SparsityConfig, config_from_dict, parse_recipe, pattern_for
 
 __all__ = [
     "SparsityMask",
@@ -101,6 +103,10 @@ def layer_plan(
     if not isinstance(getattr(module, "weight", None), torch.Tensor):
         return None
     if not isinstance(module, PRUNABLE):
+        from picojoule.quant.unfuse import is_hf_conv1d
+
+        if is_hf_conv1d(module):
+            return None, "hidden (a Linear through torch.addmm); sparsify_'s expose=True prunes it"
         kind = layer_kind(module)
         return None, f"{kind}.weight has no reduction dimension (scale or lookup table)"
     return pattern_for(cfg, name)
@@ -156,17 +162,39 @@ def resolve_roles(model: nn.Module, cfg: SparsityConfig) -> SparsityConfig:
     return cfg.with_resolved_skips(tuple(skips))
 
 
-def sparsify_(model: nn.Module, recipe: str | SparsityConfig = "2:4") -> list[Applied]:
+def sparsify_(
+    model: nn.Module,
+    recipe: str | SparsityConfig | Mapping[str, object] = "2:4",
+    *,
+    expose: bool = True,
+) -> list[Applied]:
     """Mask `model`'s Linear/Conv weights in place by `recipe`; one `Applied` per weighted layer.
 
-    `recipe` is a `SparsityConfig` or its text form (`parse_recipe`), e.g. "2:4,fc1=1:4".
+    `recipe` is a `SparsityConfig`, its text form (`parse_recipe`), e.g. "2:4,fc1=1:4", or a
+    dict of its fields (`{"pattern": "2:4", "layers": {"fc1": "1:4"}}`, `config_from_dict`).
     Layers a pattern cannot serve are skipped with the reason, never an exception.
+
+    expose: first rewrite the layers hooks cannot reach (`picojoule.quant.expose_layers_`:
+    Hugging Face `Conv1D` -> `nn.Linear`, `nn.MultiheadAttention` -> Linear projections; same
+    numbers), so GPT-2's projections are pruned too; their records come first. `expose=False`
+    leaves them alone (dense). Note the classifier skip (the last Linear) then sees the exposed
+    layers: a GPT-2 without a head has its last MLP projection as last Linear.
     """
+    from picojoule.quant.unfuse import check_expose, expose_layers_
+
     check_model(model, "sparsify_")
-    cfg = parse_recipe(recipe) if isinstance(recipe, str) else recipe
+    check_expose(expose, "sparsify_")
+    if isinstance(recipe, str):
+        cfg = parse_recipe(recipe)
+    elif isinstance(recipe, Mapping):
+        cfg = config_from_dict(recipe)
+    else:
+        cfg = recipe
     if not isinstance(cfg, SparsityConfig):
         raise ConfigError(
-            f"sparsify_ takes a recipe string or SparsityConfig, got {type(cfg).__name__}"
+            f"sparsify_ takes a recipe string or SparsityConfig (or a dict of its fields), got "
+            f"{type(cfg).__name__}"
         )
+    exposed = expose_layers_(model) if expose else []
     with torch.no_grad():
-        return apply(model, resolve_roles(model, cfg))
+        return [*exposed, *apply(model, resolve_roles(model, cfg))]

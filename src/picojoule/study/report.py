@@ -131,27 +131,31 @@ def summary_table(study: StudyResult) -> Table:
 
     if is_lm(study):
         return lm_summary_table(study, on_front(study))
+    from picojoule.termtable import FitTable
+
     m = study.primary_metric
-    t = Table(title=f"picojoule study: {study.task} on {_where(study)}", title_justify="left")
+    # fits the console (FitTable): when narrow, the weights' and algorithms' columns move to
+    # a second table, each with the recipe names; the metric column also holds skip reasons
+    t = FitTable(title=f"picojoule study: {study.task} on {_where(study)}", title_justify="left")
     has_measured = any(r.cost.get("measured_energy_pj") for r in study.results)
     several = len(study.targets) > 1
     per_target = [
         (f"energy/inf {x}" if several else "energy/inf", f"vs SOL {x}" if several else "vs SOL")
         for x in study.targets
     ]
-    for col, just in [
-        ("recipe", "left"),
-        (m + (f" ({study.unit})" if study.unit else ""), "right"),
-        ("delta", "right"),
-        ("bits/weight", "right"),
-        ("weight KiB", "right"),
-        ("mults", "right"),
-        *[(c, "right") for pair in per_target for c in pair],
-        *([("measured", "right")] if has_measured else []),
-        *([("calib s", "right"), ("rot ops/tok", "right")] if has_algorithms(study) else []),
-        ("front", "center"),
-    ]:
-        t.add_column(col, justify=just)  # type: ignore[arg-type]
+    t.add_column("recipe", kind="name")
+    t.add_column(m + (f" ({study.unit})" if study.unit else ""), justify="right", kind="text")
+    t.add_column("delta", justify="right", kind="text")
+    for col in ("bits/weight", "weight KiB", "mults"):
+        t.add_column(col, justify="right", rank=1)
+    for col in (c for pair in per_target for c in pair):
+        t.add_column(col, justify="right")
+    if has_measured:
+        t.add_column("measured", justify="right")
+    if has_algorithms(study):
+        t.add_column("calib s", justify="right", rank=1)
+        t.add_column("rot ops/tok", justify="right", rank=1)
+    t.add_column("front", justify="center")
     front = on_front(study)
     n_cols = len(t.columns)
     for r in study.results:

@@ -136,6 +136,11 @@ class DigitsTask:
     def train_batches(self) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
         return self.data.loader("train", batch_size=64, shuffle=True)
 
+    def sample_inputs(self, n: int) -> torch.Tensor:
+        """The first `n` held-out test images: the layer data `picojoule winograd study` and
+        `picojoule sparsity report` measure (`picojoule.models.spec.sample_inputs`)."""
+        return self.data.x_test[:n]
+
 
 class MiniLMStudyTask:
     """Sentence embeddings on the shipped paraphrase set (metrics in [0, 1], x100 = %):
@@ -479,10 +484,16 @@ def task_factory(
     eval_data: str | None = None,
     metric_name: str | None = None,
     higher_is_better: bool | None = None,
+    needs_metric: bool = True,
 ) -> Callable[[], Task]:
     """Check the `--model/--data/--metric/--eval` specs (syntax, directories, imports and
     callables) and `--metric-name` without building anything; returns what builds the task.
-    The CLI checks every input this way before it creates `--out` or trains a model."""
+    The CLI checks every input this way before it creates `--out` or trains a model.
+
+    `lm` (`LMOptions`) goes with a language model; None fits the defaults to the model's
+    positions. `needs_metric=False` (commands that only cost a model: `picojoule map`, `dse
+    run`) lets a user model come without `--metric`: its `--data` gives the example input.
+    `picojoule.models.spec` puts this loader behind every command's `--model`."""
     specs = (("model", model), ("data", data), ("metric", metric), ("eval", eval_data))
     for what, spec in specs:
         if (spec is not None or what == "model") and (
@@ -509,9 +520,8 @@ def task_factory(
     if is_lm:
         from picojoule.lm.task import LMOptions, LMStudyTask, check_lm_spec
 
-        opts = lm if lm is not None else LMOptions()
-        check_lm_spec(model, opts)
-        return lambda: LMStudyTask(model, opts)
+        check_lm_spec(model, lm if lm is not None else LMOptions())
+        return lambda: LMStudyTask(model, lm)
     if model in ("digits", "digits-cnn"):
         return DigitsTask
     if model == "minilm":
@@ -533,19 +543,29 @@ def task_factory(
             f"'package.module:build' (with --data and --metric); did you mean "
             f"{nearest(model, (*_BUILT_IN, 'smollm2'))}?"
         )
-    if not data or not metric:
+    if not needs_metric and not data:
+        raise ConfigError(
+            f"--model {model}: a user model needs --data pkg.module:loader (its first batch "
+            "gives the example input the model is run on)"
+        )
+    if needs_metric and (not data or not metric):
         raise ConfigError(
             "a user model needs --data pkg.module:loader and --metric pkg.module:score"
         )
     name = check_metric_name(metric_name) if metric_name is not None else "metric"
-    build, loader, score = (_resolve(model, "model"), _resolve(data, "data"),
-                            _resolve(metric, "metric"))  # fmt: skip
+    build, loader = _resolve(model, "model"), _resolve(data, "data")
+    score = _resolve(metric, "metric") if metric else _unscored
     held = _resolve(eval_data, "eval") if eval_data else None
-    labels = (f"--model {model}", f"--data {data}", f"--metric {metric}")
+    labels = (f"--model {model}", f"--data {data}", f"--metric {metric}" if metric else "--metric")
     higher = True if higher_is_better is None else bool(higher_is_better)
     return lambda: UserTask(build=build, loader=loader, score=score, name=model, labels=labels,
                             primary_metric=name, higher_is_better=higher, eval_loader=held,
                             eval_label=f"--eval {eval_data}")  # fmt: skip
+
+
+def _unscored(model: nn.Module, batches: Iterable) -> float:
+    """The metric of a user model given without --metric (cost-only commands never call it)."""
+    raise ConfigError("no --metric was given; add --metric pkg.module:score to score the model")
 
 
 def load_task(model: str = "digits", data: str | None = None, metric: str | None = None) -> Task:

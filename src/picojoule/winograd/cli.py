@@ -2,15 +2,17 @@
 
 Commands:
 - `study`: error of F(m x m, r x r) vs float64 direct convolution for a range of tiles, point
-  sets and formats, on random data and on the default model's real layer data; accuracy of the
-  default model with every eligible conv winogradized. Writes JSON and a PNG plot.
+  sets and formats, on random data and on a model's real layer data; the model's metric with
+  every eligible conv winogradized. Writes JSON and a PNG plot. `--model` takes every model
+  spec (`picojoule.models.spec`; default: the digits CNN); a model without an eligible conv
+  (3x3, stride 1) gets "no eligible layer" in place of the model part, never an error.
 - `transforms`: print the exact AT, G, BT of F(m, r) and its accounting.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -23,6 +25,7 @@ from rich.table import Table
 
 from picojoule.errors import ConfigError
 from picojoule.fsio import prepare_out_dir, write_json
+from picojoule.models.options import DataOption, EvalOption, MetricOption, ModelOption
 from picojoule.options import check_int_list, check_options
 from picojoule.winograd.conv import operand_formats
 from picojoule.winograd.cost import WinogradCost, winograd_cost
@@ -31,9 +34,9 @@ from picojoule.winograd.study import (
     AccuracyRow,
     ConvOperands,
     ErrorRow,
-    accuracy_pct,
     accuracy_rows,
     capture_conv_operands,
+    eligible_convs,
     error_rows,
     random_operands,
 )
@@ -102,19 +105,21 @@ def _error_table(rows: Sequence[ErrorRow], title: str, fmts: Sequence[str]) -> T
     return table
 
 
-def _accuracy_table(baseline_pct: float, rows: Sequence[AccuracyRow]) -> Table:
-    table = Table(title=f"default model top-1 accuracy (float model: {baseline_pct:.2f}%)")
+def _accuracy_table(
+    baseline: float, rows: Sequence[AccuracyRow], *, label: str, metric: str, unit: str
+) -> Table:
+    def shown(v: float) -> str:
+        return f"{v:.2f}%" if unit == "%" else f"{v:.4g}"
+
+    table = Table(title=f"{label} {metric} (float model: {shown(baseline)})")
     table.add_column("format")
     tiles = list(dict.fromkeys(r.tile for r in rows))
     for t in tiles:
         table.add_column("direct" if t is None else f"F({t}x{t},3x3)", justify="right")
     for fmt in dict.fromkeys(r.format for r in rows):
         by_tile = {r.tile: r for r in rows if r.format == fmt}
-        table.add_row(fmt, *(f"{by_tile[t].accuracy_pct:.2f}%" for t in tiles))
+        table.add_row(fmt, *(shown(by_tile[t].value) for t in tiles))
     return table
-
-
-Loader = Iterable[tuple[torch.Tensor, torch.Tensor]]
 
 
 @contextmanager
@@ -132,13 +137,20 @@ def _torch_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _real_operands(samples: int) -> tuple[list[ConvOperands], torch.nn.Module, Loader]:
-    """The default model's eligible conv operands on `samples` test images, model, test loader."""
-    from picojoule.models.digits import load_default
-
-    model, data = load_default()
-    ops = capture_conv_operands(model, data.x_test[:samples])
-    return ops, model, data.loader("test")
+def _accuracy_dict(task: object, base: float, rows: Sequence[AccuracyRow]) -> dict[str, object]:
+    """The JSON "accuracy" section: the metric, the float model's value and one row per
+    (format, tile); a percentage also under its former keys (float_model_pct, accuracy_pct)."""
+    unit = getattr(task, "unit", "")
+    out: dict[str, object] = {
+        "metric": getattr(task, "primary_metric", "accuracy"),
+        "unit": unit,
+        "higher_is_better": getattr(task, "higher_is_better", True),
+        "float_model": base,
+        "rows": [asdict(a) | ({"accuracy_pct": a.value} if unit == "%" else {}) for a in rows],
+    }
+    if unit == "%":
+        out["float_model_pct"] = base
+    return out
 
 
 def _check_names(formats: str, point_sets: str) -> tuple[list[str], list[str]]:
@@ -168,13 +180,21 @@ def study(
     size: Annotated[int, typer.Option(help="Random layer: input height = width")] = 16,
     batch: Annotated[int, typer.Option(help="Random layer: batch")] = 2,
     seed: Annotated[int, typer.Option(help="Random layer: seed")] = 0,
-    real: Annotated[bool, typer.Option(help="Also use the default model's layer data")] = True,
-    real_samples: Annotated[int, typer.Option(help="Test images for the real data")] = 64,
+    real: Annotated[bool, typer.Option(help="Also use the model's layer data")] = True,
+    real_samples: Annotated[
+        int, typer.Option(help="Inputs for the real data (digits: test images)")
+    ] = 64,
     accuracy: Annotated[bool, typer.Option(help="Evaluate the winogradized model")] = True,
     accuracy_tiles: Annotated[str, typer.Option(help="Tiles for the accuracy run")] = "2,4,6",
     threads: Annotated[int, typer.Option(help="torch intra-op threads during the study")] = 1,
+    model: ModelOption = "digits",
+    data: DataOption = None,
+    metric: MetricOption = None,
+    eval_data: EvalOption = None,
 ) -> None:
-    """Error vs tile, point set and format; default-model accuracy; JSON + PNG in OUT."""
+    """Error vs tile, point set and format; the model's metric; JSON + PNG in OUT."""
+    from picojoule.models.spec import resolve, sample_inputs
+
     check_options(threads=threads, r=r, channels=channels, size=size, batch=batch, seed=seed)
     if real or accuracy:
         check_options(real_samples=real_samples)
@@ -183,49 +203,74 @@ def study(
     tile_list = check_int_list("tiles", tiles)
     acc_tiles = check_int_list("accuracy-tiles", accuracy_tiles)
     fmts, sets = _check_names(formats, point_sets)
-    # The folder is checked (and created) before the sweep, and removed if the run fails.
-    with _torch_threads(threads), prepare_out_dir(out, what="the study") as out_dir:
-        started = time.perf_counter()
-        operands = [random_operands(batch=batch, channels=channels, size=size, r=r, seed=seed)]
-        model = loader = None
-        real_ops: list[ConvOperands] = []
-        if real or accuracy:
-            with console.status("loading the default model (trained once, then cached)"):
-                digits_ops, model, loader = _real_operands(real_samples)
-            if real:
-                real_ops = [replace(op, name=f"digits {op.name}") for op in digits_ops]
+    source = resolve(model, data, metric, eval_data=eval_data, needs_metric=accuracy)
+    label = source.spec
+    with _torch_threads(threads):
+        task = net = None
+        if real or accuracy:  # built (or refused) before --out is created
+            with console.status(f"loading {label}"):
+                task, net = source.load()
+        # The folder is checked (and created) before the sweep, and removed if the run fails.
+        with prepare_out_dir(out, what="the study") as out_dir:
+            started = time.perf_counter()
+            operands = [random_operands(batch=batch, channels=channels, size=size, r=r, seed=seed)]
+            real_ops: list[ConvOperands] = []
+            eligible = len(eligible_convs(net)) if net is not None else 0
+            if net is not None and not eligible:
+                console.print(
+                    f"{label}: no eligible layer (nn.Conv2d 3x3, stride 1, dilation 1): real "
+                    "layer data and the accuracy of the winogradized model are skipped",
+                    style="yellow",
+                    markup=False,
+                )
+            if real and eligible:
+                ops = capture_conv_operands(net, sample_inputs(task, real_samples))
+                real_ops = [replace(op, name=f"{label} {op.name}") for op in ops]
                 operands += real_ops
-        with console.status("error sweep"):
-            rows = error_rows(operands, tiles=tile_list, point_sets=sets, format_names=fmts)
-        costs = [winograd_cost(m, r) for m in tile_list]
-        console.print(_cost_table(costs))
-        random_rows = [row for row in rows if row.data == "random"]
-        real_rows = [row for row in rows if row.data != "random"]
-        console.print(_error_table(random_rows, "max relative error, random layer", fmts))
-        if real_rows:
-            title = f"worst max relative error over {len(real_ops)} default-model layers"
-            console.print(_error_table(real_rows, title, fmts))
-        report: dict[str, object] = {
-            "config": {
-                "tiles": tile_list,
-                "r": r,
-                "formats": fmts,
-                "point_sets": sets,
-                "random": {"batch": batch, "channels": channels, "size": size, "seed": seed},
-                "real_samples": real_samples if real else 0,
-            },
-            "costs": [_cost_dict(c) for c in costs],
-            "errors": [_row_dict(row) for row in rows],
-        }
-        if accuracy and model is not None:
-            with console.status("accuracy of the winogradized default model"):
-                base = accuracy_pct(model, loader)
-                acc = accuracy_rows(model, loader, tiles=acc_tiles, format_names=fmts)
-            console.print(_accuracy_table(base, acc))
-            report["accuracy"] = {"float_model_pct": base, "rows": [asdict(a) for a in acc]}
-        json_path = write_json(out_dir / "winograd_study.json", report, indent=2)
-        png = plot_errors(rows, out_dir / "winograd_study.png")
-        console.print(f"wrote {json_path} and {png} in {time.perf_counter() - started:.1f} s")
+            with console.status("error sweep"):
+                rows = error_rows(operands, tiles=tile_list, point_sets=sets, format_names=fmts)
+            costs = [winograd_cost(m, r) for m in tile_list]
+            console.print(_cost_table(costs))
+            random_rows = [row for row in rows if row.data == "random"]
+            real_rows = [row for row in rows if row.data != "random"]
+            console.print(_error_table(random_rows, "max relative error, random layer", fmts))
+            if real_rows:
+                title = f"worst max relative error over {len(real_ops)} {label} layers"
+                console.print(_error_table(real_rows, title, fmts))
+            report: dict[str, object] = {
+                "config": {
+                    "tiles": tile_list,
+                    "r": r,
+                    "formats": fmts,
+                    "point_sets": sets,
+                    "random": {"batch": batch, "channels": channels, "size": size, "seed": seed},
+                    "real_samples": real_samples if real and eligible else 0,
+                    "model": label if net is not None else None,
+                    "eligible_layers": eligible,
+                },
+                "costs": [_cost_dict(c) for c in costs],
+                "errors": [_row_dict(row) for row in rows],
+            }
+            if accuracy and task is not None and net is not None:
+                if not eligible:
+                    report["accuracy"] = {"skipped": f"no eligible layer in {label}"}
+                else:
+                    name = task.primary_metric
+                    with console.status(f"{name} of the winogradized {label}"):
+                        base = task.evaluate(net)[name]
+                        acc = accuracy_rows(
+                            net,
+                            tiles=acc_tiles,
+                            format_names=fmts,
+                            score=lambda m: task.evaluate(m)[name],
+                        )
+                    unit = getattr(task, "unit", "")
+                    console.print(_accuracy_table(base, acc, label=label, metric=name, unit=unit))
+                    report["accuracy"] = _accuracy_dict(task, base, acc)
+            json_path = write_json(out_dir / "winograd_study.json", report, indent=2)
+            png = plot_errors(rows, out_dir / "winograd_study.png")
+            elapsed = time.perf_counter() - started
+            console.print(f"wrote {json_path} and {png} in {elapsed:.1f} s")
 
 
 def _cost_dict(c: WinogradCost) -> dict[str, object]:

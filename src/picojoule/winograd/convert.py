@@ -16,19 +16,27 @@ restores a plain `WinogradConv2d`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch.nn as nn
 from torch.nn.utils import parametrize
 
-from picojoule.config import Applied, apply, check_filter, check_model, register_handler
+from picojoule.config import (
+    Applied,
+    apply,
+    check_filter,
+    check_keys,
+    check_model,
+    register_handler,
+)
+from picojoule.errors import ConfigError
 from picojoule.winograd.conv import WinogradConv2d, operand_formats, set_winograd_attrs
 from picojoule.winograd.cost import winograd_cost
 from picojoule.winograd.errors import WinogradError
 from picojoule.winograd.transforms import Point, parse_points
 
-__all__ = ["WinogradConfig", "winogradize_", "skip_reason"]
+__all__ = ["WinogradConfig", "winogradize_", "skip_reason", "config_from_dict"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -149,14 +157,42 @@ def _axis_points(cfg: WinogradConfig, m: int, r: int) -> tuple[Point, ...] | Non
     return cfg.points if cfg.points is not None and len(cfg.points) == m + r - 1 else None
 
 
+_CONFIG_KEYS = ("tile", "kernel_sizes", "points", "transform_format")
+
+
+def config_from_dict(data: Mapping[str, object]) -> WinogradConfig:
+    """The `WinogradConfig` a dict of its fields describes (`{"tile": 4, "kernel_sizes":
+    [3]}`); unknown keys and wrong types raise `ConfigError`."""
+    fields = dict(check_keys(data, _CONFIG_KEYS, "WinogradConfig dict"))
+    for key in ("kernel_sizes", "points"):
+        value = fields.get(key)
+        if isinstance(value, list | tuple):
+            fields[key] = tuple(value)
+        elif key == "kernel_sizes" and isinstance(value, int) and not isinstance(value, bool):
+            fields[key] = (value,)
+        elif value is not None and not (key == "points" and isinstance(value, str)):
+            raise ConfigError(f"WinogradConfig {key}: a list, got {value!r}")
+    if fields.get("transform_format") is not None and not isinstance(
+        fields["transform_format"], str
+    ):
+        raise ConfigError(
+            f"WinogradConfig transform_format: a format name, got {fields['transform_format']!r}"
+        )
+    try:
+        return WinogradConfig(**fields)  # type: ignore[arg-type]
+    except (WinogradError, TypeError, AttributeError) as e:  # a wrong value or type
+        raise ConfigError(f"WinogradConfig dict: {e}") from None
+
+
 def winogradize_(
     model: nn.Module,
-    tile: int | tuple[int, int] = (4, 4),
+    tile: int | tuple[int, int] | WinogradConfig | Mapping[str, object] = (4, 4),
     *,
     kernel_sizes: Sequence[int] = (3,),
     points: Sequence[object] | None = None,
     transform_format: str | None = None,
     filter_fn: Callable[[nn.Module, str], bool] | None = None,
+    expose: bool = True,
 ) -> list[Applied]:
     """Convert every eligible `nn.Conv2d` of `model` to `WinogradConv2d`, in place.
 
@@ -164,21 +200,41 @@ def winogradize_(
     in `kernel_sizes`. Others are left alone; Conv1d/Conv3d, strided, dilated, other kernel
     sizes and Conv2d subclasses are reported as skipped with the reason.
 
+    `tile` may also be a whole `WinogradConfig` or a dict of its fields (`{"tile": 6,
+    "kernel_sizes": [3]}`); then the keyword options must stay at their defaults.
+
+    expose: first rewrite the layers hooks cannot reach (`picojoule.quant.expose_layers_`), as
+    `quantize_` and `sparsify_` do, so a recipe applying all three sees the same layers; their
+    records come first. `expose=False` leaves them alone.
+
     Returns one `Applied` per convolution visited (converted: `action` says the tile and the
     multiply reduction; skipped: `reason` says why).
     """
+    from picojoule.quant.unfuse import check_expose, expose_layers_
+
     check_model(model, "winogradize_")
     check_filter(filter_fn, "winogradize_")
-    cfg = WinogradConfig(
-        tile=tile,  # type: ignore[arg-type]
-        kernel_sizes=tuple(kernel_sizes) if isinstance(kernel_sizes, Iterable) else kernel_sizes,
-        points=None if points is None else tuple(points),  # type: ignore[arg-type]
-        transform_format=transform_format,
-    )
+    check_expose(expose, "winogradize_")
+    if isinstance(tile, WinogradConfig | Mapping):
+        if (kernel_sizes, points, transform_format) != ((3,), None, None):
+            raise ConfigError(
+                "winogradize_: give the options inside the config, not beside it "
+                "(kernel_sizes=/points=/transform_format= with a WinogradConfig or dict)"
+            )
+        cfg = tile if isinstance(tile, WinogradConfig) else config_from_dict(tile)
+    else:
+        sizes = tuple(kernel_sizes) if isinstance(kernel_sizes, Iterable) else kernel_sizes
+        cfg = WinogradConfig(
+            tile=tile,  # type: ignore[arg-type]
+            kernel_sizes=sizes,  # type: ignore[arg-type]
+            points=None if points is None else tuple(points),  # type: ignore[arg-type]
+            transform_format=transform_format,
+        )
+    exposed = expose_layers_(model) if expose else []
     if isinstance(model, nn.Conv2d) and parametrize.is_parametrized(model):
         # `apply` skips a root module that has children, and a parametrized conv has one (its
         # `parametrizations`); a bare conv is still a layer to convert.
         if filter_fn is not None and not filter_fn(model, ""):
             return []
         return [_winogradize_module(model, "", cfg)]  # type: ignore[list-item]
-    return apply(model, cfg, filter_fn=filter_fn)
+    return [*exposed, *apply(model, cfg, filter_fn=filter_fn)]

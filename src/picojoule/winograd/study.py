@@ -2,7 +2,7 @@
 
 Public: `ErrorStats`, `ErrorRow`, `AccuracyRow`, `ConvOperands`, `relative_error`,
 `direct_conv_in_format`, `winograd_conv_in_format`, `error_rows`, `random_operands`,
-`capture_conv_operands`, `accuracy_rows`.
+`capture_conv_operands`, `eligible_convs`, `accuracy_rows`.
 
 Precision model (the same for every format, so rows are comparable):
 
@@ -25,14 +25,16 @@ and mean_rel = mean|y - ref| / mean|ref|.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from picojoule.quant import ActivationFakeQuant, WeightFakeQuant, quantize_, resolve_format
+from picojoule.quant.capture import run_batch
 from picojoule.winograd.conv import Padding, winograd_conv2d
 from picojoule.winograd.convert import winogradize_
 from picojoule.winograd.cost import winograd_cost
@@ -48,6 +50,7 @@ __all__ = [
     "accuracy_rows",
     "capture_conv_operands",
     "direct_conv_in_format",
+    "eligible_convs",
     "error_rows",
     "random_operands",
     "relative_error",
@@ -96,13 +99,19 @@ class ErrorRow:
 
 @dataclass(frozen=True, kw_only=True)
 class AccuracyRow:
-    """Top-1 test accuracy (percent) of the model with every eligible conv converted."""
+    """The model's metric with every eligible conv converted: top-1 test accuracy in percent
+    (`accuracy_pct`), or the `score` `accuracy_rows` was given."""
 
     format: str
     tile: int | None
     """None: direct convolution (operands in `format`), the baseline for this format."""
-    accuracy_pct: float
+    value: float
     converted: int
+
+    @property
+    def accuracy_pct(self) -> float:
+        """`value`, by its name where the metric is top-1 accuracy in percent."""
+        return self.value
 
 
 def relative_error(y: torch.Tensor, ref: torch.Tensor) -> ErrorStats:
@@ -199,7 +208,11 @@ def error_rows(
     return rows
 
 
-def _eligible_convs(model: nn.Module, kernel_sizes: Sequence[int]) -> list[tuple[str, nn.Conv2d]]:
+def eligible_convs(
+    model: nn.Module, kernel_sizes: Sequence[int] = (3,)
+) -> list[tuple[str, nn.Conv2d]]:
+    """(name, conv) of every conv the study converts: nn.Conv2d, stride 1, dilation 1, zero
+    padding, both kernel sides in `kernel_sizes`."""
     return [
         (name, mod)
         for name, mod in model.named_modules()
@@ -212,12 +225,16 @@ def _eligible_convs(model: nn.Module, kernel_sizes: Sequence[int]) -> list[tuple
 
 
 def capture_conv_operands(
-    model: nn.Module, x: torch.Tensor, *, kernel_sizes: Sequence[int] = (3,)
+    model: nn.Module, x: Any, *, kernel_sizes: Sequence[int] = (3,)
 ) -> list[ConvOperands]:
-    """The real input and weight of every eligible conv of `model` on the batch `x`."""
+    """The real input and weight of every eligible conv of `model` on the batch `x` (a
+    tensor, a tuple of positional inputs or a dict of keyword inputs)."""
     captured: list[ConvOperands] = []
     handles = []
-    for name, conv in _eligible_convs(model, kernel_sizes):
+    convs = eligible_convs(model, kernel_sizes)
+    if not convs:
+        return captured
+    for name, conv in convs:
 
         def hook(mod: nn.Module, args: tuple[torch.Tensor, ...], name: str = name) -> None:
             captured.append(
@@ -233,7 +250,7 @@ def capture_conv_operands(
         handles.append(conv.register_forward_pre_hook(hook))
     try:
         with torch.no_grad():
-            model.eval()(x)
+            run_batch(model.eval(), x)
     finally:
         for h in handles:
             h.remove()
@@ -242,7 +259,7 @@ def capture_conv_operands(
 
 def _operands_in_format(model: nn.Module, fmt_name: str, kernel_sizes: Sequence[int]) -> int:
     """`quantize_` the eligible convs' weights and inputs to `fmt_name`; returns how many."""
-    names = {name for name, _ in _eligible_convs(model, kernel_sizes)}
+    names = {name for name, _ in eligible_convs(model, kernel_sizes)}
     applied = quantize_(
         model, f"w:{fmt_name},a:{fmt_name}", filter_fn=lambda mod, name: name in names
     )
@@ -263,19 +280,30 @@ def accuracy_pct(model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Te
 
 def accuracy_rows(
     model: nn.Module,
-    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    loader: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None,
     *,
     tiles: Sequence[int],
     format_names: Sequence[str],
     kernel_sizes: Sequence[int] = (3,),
+    score: Callable[[nn.Module], float] | None = None,
 ) -> list[AccuracyRow]:
-    """Accuracy with convs direct (operands in the format) and winogradized for each tile.
+    """Accuracy with convs direct (operands in the format) and winogradized for each tile:
+    top-1 percent on `loader`'s (inputs, labels), or `score(model)` where given (a task's
+    metric).
 
     The model is copied for each row; the caller's model is not modified. Each row first
     `quantize_`s the eligible convs with the recipe `w:FMT,a:FMT` (the direct baseline), then,
     for a tile, `winogradize_`s them with `transform_format=FMT`. Other layers stay in float, so
     the rows isolate the convolutions.
     """
+    if score is None:
+        if loader is None:
+            raise WinogradError("accuracy_rows needs a loader of (inputs, labels) or a score")
+        batches = loader
+
+        def score(m: nn.Module) -> float:
+            return accuracy_pct(m, batches)
+
     rows = []
     for fmt_name in format_names:
         for m in (None, *tiles):
@@ -291,7 +319,7 @@ def accuracy_rows(
                 AccuracyRow(
                     format=fmt_name,
                     tile=m,
-                    accuracy_pct=accuracy_pct(variant, loader),
+                    value=score(variant),
                     converted=converted,
                 )
             )
