@@ -2,14 +2,15 @@
 
 The three callables a study needs, in one module (the README's "Your own model" section):
 
-    picojoule study --model examples.sklearn_mlp:build --data examples.sklearn_mlp:splits \
-                    --metric examples.sklearn_mlp:accuracy --metric-name "accuracy (%)"
+    PYTHONPATH=examples picojoule study --model sklearn_mlp:build --data sklearn_mlp:train \
+        --eval sklearn_mlp:held_out --metric sklearn_mlp:accuracy --metric-name "accuracy (%)"
 
 - `build()` returns the trained model (it trains in ~1 s; the study calls it once per recipe
   and picojoule caches nothing of yours, so keep it deterministic: fixed seeds).
-- `splits()` returns `{"train": batches, "eval": batches}`: fine-tuning and calibration use
-  "train", every recipe is scored on the held-out "eval" split (or give `--eval` instead).
-  A batch is an `(inputs, targets)` pair.
+- `train()` gives the batches that calibrate activation formats and fine-tune (`--data`);
+  `held_out()` the batches that score every recipe (`--eval`). A batch is an
+  `(inputs, targets)` pair. One loader may return both instead: `splits()` below, a dict
+  `{"train": ..., "eval": ...}` given as `--data sklearn_mlp:splits`.
 - `accuracy(model, batches) -> float`: higher is better (`--lower-is-better` for a loss).
 
 Run this file to train once and print the held-out accuracy (CI does, so it cannot rot).
@@ -46,10 +47,21 @@ def _batches(x: torch.Tensor, y: torch.Tensor) -> list[tuple[torch.Tensor, torch
     return [(x[i : i + BATCH], y[i : i + BATCH]) for i in range(0, len(x), BATCH)]
 
 
+def train() -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The `--data` loader: the 426 training samples."""
+    x_tr, y_tr, _, _ = _data()
+    return _batches(x_tr, y_tr)
+
+
+def held_out() -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The `--eval` loader: the 143 held-out samples."""
+    _, _, x_ev, y_ev = _data()
+    return _batches(x_ev, y_ev)
+
+
 def splits() -> dict[str, list[tuple[torch.Tensor, torch.Tensor]]]:
-    """The `--data` loader: training and held-out batches."""
-    x_tr, y_tr, x_ev, y_ev = _data()
-    return {"train": _batches(x_tr, y_tr), "eval": _batches(x_ev, y_ev)}
+    """Both in one `--data` loader, by role."""
+    return {"train": train(), "eval": held_out()}
 
 
 def build() -> nn.Module:
