@@ -116,10 +116,10 @@ def _sol_cell(cost: dict[str, Any]) -> str:
     return f"{sol:.2f}x" if isinstance(sol, int | float) else "-"
 
 
-def _bill_cells(cost: dict[str, Any]) -> tuple[str, str]:
-    """(energy per inference with its own prefix, energy / speed of light) of one target's
-    bill: the terminal table's cells (the HTML prints one unit per column instead)."""
-    return _fmt_energy(cost.get("energy_pj")), _sol_cell(cost)
+def _bill_cells(cost: dict[str, Any], unit: Unit) -> tuple[str, str]:
+    """(energy per inference in the column's `unit`, energy / speed of light) of one target's
+    bill: the terminal table's cells, one unit per column as in the HTML."""
+    return unit.text(cost.get("energy_pj")), _sol_cell(cost)
 
 
 def _where(study: StudyResult) -> str:
@@ -139,8 +139,14 @@ def summary_table(study: StudyResult) -> Table:
     t = FitTable(title=f"picojoule study: {study.task} on {_where(study)}", title_justify="left")
     has_measured = any(r.cost.get("measured_energy_pj") for r in study.results)
     several = len(study.targets) > 1
+    e_units = {x: units(study, x)[0] for x in study.targets}  # one prefix per column
     per_target = [
-        (f"energy/inf {x}" if several else "energy/inf", f"vs SOL {x}" if several else "vs SOL")
+        (
+            f"energy/inf {x} ({e_units[x].symbol})"
+            if several
+            else f"energy/inf ({e_units[x].symbol})",
+            f"vs SOL {x}" if several else "vs SOL",
+        )
         for x in study.targets
     ]
     t.add_column("recipe", kind="name")
@@ -162,7 +168,7 @@ def summary_table(study: StudyResult) -> Table:
         if r.skipped:  # the reason where the numbers would be, the rest blank
             t.add_row(r.recipe.name, skip_text(r), *[""] * (n_cols - 2), style="dim")
             continue
-        bills = [cell for x in study.targets for cell in _bill_cells(r.costs[x])]
+        bills = [cell for x in study.targets for cell in _bill_cells(r.costs[x], e_units[x])]
         t.add_row(
             r.recipe.name,
             f"{r.metrics[m]:.4g}"
