@@ -293,24 +293,108 @@ def dataflows(console: Console) -> dict:
     }
 
 
+# ISCA 2016, Sec. VI-A: 256 PEs; the baseline storage area is 256 x Area(512 B RF) +
+# Area(256 x 512 B global buffer), and every dataflow gets its own split of that area.
+ISCA_PES = (16, 16)
+ISCA_RF_BYTES = 512
+WORD_BYTES = 2  # 16-bit operands
+
+
+def _rf_split(dataflow: str) -> dict[str, int]:
+    """Per-PE register file bits of each operand a dataflow keeps there, in 512 B: RS keeps
+    the chip's 12 ifmap and 24 psum words and gives the rest to filters (JSSC 2017's split,
+    scaled to 512 B); WS and OS give all of it to the operand they pin; NLR has none."""
+    words = ISCA_RF_BYTES // WORD_BYTES
+    bits = WORD_BYTES * 8
+    if dataflow == "rs":
+        return {"inputs": 12 * bits, "outputs": 24 * bits, "weights": (words - 36) * bits}
+    return {"ws": {"weights": words * bits}, "os": {"outputs": words * bits}}.get(dataflow, {})
+
+
+def area_matched_dataflows(console: Console) -> dict:
+    """The ISCA 2016 comparison done the paper's way: same PE count and the same total
+    storage area, each dataflow its own register-file / global-buffer split (buffer bytes
+    solved from `picojoule.dse.area`: flip-flop RFs, an SRAM buffer, at 65 nm). Per-access
+    energies stay the paper's normalized ones (buffer 6x a MAC whatever its size, as there)."""
+    from picojoule.dse.area import sram_area_um2, storage_area_um2
+
+    node = presets.eyeriss().node_nm
+    pes = ISCA_PES[0] * ISCA_PES[1]
+    total = pes * storage_area_um2(ISCA_RF_BYTES, node_nm=node) + sram_area_um2(
+        pes * ISCA_RF_BYTES, node_nm=node
+    )
+    per_byte = sram_area_um2(1 << 20, node_nm=node) / (1 << 20)
+    convs = builtin("alexnet", batch=16).with_formats(weight_format="int16", input_format="int16")
+    convs = Workload(name="alexnet-conv", layers=convs.layers[:5])
+    table = Table(
+        title="AlexNet CONV1-5, batch 16, 256 PEs, one storage area split per dataflow "
+        "(energy / MAC, normalized)"
+    )
+    for col in ("dataflow", "RF B/PE", "buffer kB", "storage mm2", "energy/MAC", "/ RS"):
+        table.add_column(col, justify="right")
+    per: dict[str, dict] = {}
+    for df in ("rs", "ws", "os", "nlr"):
+        split = _rf_split(df)
+        rf_bytes = sum(split.values()) // 8
+        rf_area = pes * storage_area_um2(rf_bytes, node_nm=node) if rf_bytes else 0.0
+        buf_bytes = int((total - rf_area) / per_byte) // 8 * 8  # whole 64-bit words
+        arch = presets.eyeriss(
+            costs="normalized", dataflow=df, pe_rows=ISCA_PES[0], pe_cols=ISCA_PES[1],
+            buffer_bits=buf_bytes * 8, spad_bits=split or None,
+        )  # fmt: skip
+        res = map_workload(convs, arch)
+        per[df] = {
+            "rf_bytes_per_pe": rf_bytes,
+            "buffer_bytes": buf_bytes,
+            "storage_mm2": (rf_area + sram_area_um2(buf_bytes, node_nm=node)) / 1e6,
+            "energy_per_mac": res.pj_per_mac,
+            "layers": {r.layer.name: r.result.cost.pj_per_mac for r in res.layers},
+        }
+    for df, row in per.items():
+        table.add_row(
+            df.upper(), str(row["rf_bytes_per_pe"]), f"{row['buffer_bytes'] / 1024:,.0f}",
+            f"{row['storage_mm2']:.2f}", f"{row['energy_per_mac']:.2f}",
+            f"{row['energy_per_mac'] / per['rs']['energy_per_mac']:.2f}",
+        )  # fmt: skip
+    console.print(table)
+    ratios = {
+        d: per[d]["energy_per_mac"] / per["rs"]["energy_per_mac"] for d in ("ws", "os", "nlr")
+    }
+    console.print(
+        "area-matched, others / RS: "
+        + ", ".join(f"{d.upper()} {r:.2f}x" for d, r in ratios.items())
+        + f"; Chen et al., ISCA 2016: {PAPER_RS_ADVANTAGE[0]}x to {PAPER_RS_ADVANTAGE[1]}x"
+    )
+    return {"per_dataflow": per, "others_over_rs": ratios, "paper_rs_advantage": PAPER_RS_ADVANTAGE}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--venv", type=Path, default=Path(tempfile.gettempdir()) / "pj-zigzag")
+    parser.add_argument(
+        "--dataflows-only",
+        action="store_true",
+        help="only the Eyeriss dataflow comparisons (no ZigZag); writes eyeriss_dataflows.json",
+    )
     args = parser.parse_args()
     console = Console()
     out: dict = {
-        "command": "PYTHONPATH=src .venv/bin/python benchmarks/vs_zigzag.py",
+        "command": "PYTHONPATH=src .venv/bin/python benchmarks/vs_zigzag.py"
+        + (" --dataflows-only" if args.dataflows_only else ""),
         "load_average_1min": os.getloadavg()[0],
-        "zigzag": ZIGZAG,
     }
-    with tempfile.TemporaryDirectory() as tmp:
-        console.print(f"installing {ZIGZAG} into {args.venv} and running it (about a minute)")
-        zz = run_zigzag(args.venv, Path(tmp))
-    out |= compare(console, zz)
+    if not args.dataflows_only:
+        out["zigzag"] = ZIGZAG
+        with tempfile.TemporaryDirectory() as tmp:
+            console.print(f"installing {ZIGZAG} into {args.venv} and running it (about a minute)")
+            zz = run_zigzag(args.venv, Path(tmp))
+        out |= compare(console, zz)
     out["dataflows"] = dataflows(console)
+    out["dataflows_area_matched"] = area_matched_dataflows(console)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "vs_zigzag.json").write_text(json.dumps(out, indent=1))
-    console.print(f"wrote {RESULTS / 'vs_zigzag.json'}")
+    path = RESULTS / ("eyeriss_dataflows.json" if args.dataflows_only else "vs_zigzag.json")
+    path.write_text(json.dumps(out, indent=1))
+    console.print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -124,3 +124,20 @@ def test_the_yaml_example_in_the_docs_loads(tmp_path: Path) -> None:
     arch = load_arch(path)
     assert arch.name == "my-accel" and arch.lanes == 16 * 64
     assert arch.levels[2].stationary == "weights"
+
+
+def test_eyeriss_sizes_for_area_matched_studies():
+    """The ISCA 2016 comparison's knobs: array size, buffer and per-operand scratchpads."""
+    chip = presets.eyeriss()
+    assert chip.levels[1].fanout.mesh_x * chip.levels[1].fanout.mesh_y == 168
+    assert chip.levels[1].capacity_bits == 108 * 1024 * 8
+    assert chip.levels[2].partition_bits == {"weights": 3584, "inputs": 192, "outputs": 384}
+    ws = presets.eyeriss(dataflow="ws", pe_rows=16, pe_cols=16, buffer_bits=1 << 20,
+                         spad_bits={"weights": 4096})  # fmt: skip
+    assert ws.levels[1].fanout.mesh_x == ws.levels[1].fanout.mesh_y == 16
+    assert ws.levels[1].capacity_bits == 1 << 20
+    assert ws.levels[2].partition_bits == {"weights": 4096}
+    with pytest.raises(ConfigError, match="spad_bits lacks"):
+        presets.eyeriss(dataflow="os", spad_bits={"weights": 4096})
+    nlr = presets.eyeriss(dataflow="nlr", buffer_bits=1 << 23, spad_bits={})
+    assert len(nlr.levels) == 2 and nlr.levels[1].capacity_bits == 1 << 23

@@ -1,13 +1,17 @@
 """Eyeriss (Chen et al., "Eyeriss: An Energy-Efficient Reconfigurable Accelerator for Deep
 Convolutional Neural Networks", JSSC 2017; dataflow study in Chen et al., ISCA 2016).
 
-Public: `eyeriss(costs="table", dataflow=None, mac_pj=1.0)`.
+Public: `eyeriss(costs="table", dataflow=None, mac_pj=1.0, *, pe_rows=12, pe_cols=14,
+buffer_bits=108 kB, spad_bits=None)`.
 
 `costs="normalized"` uses the ISCA 2016 energy ratios per 16-bit access relative to one MAC
 (DRAM 200, global buffer 6, inter-PE array 2, register file 1, MAC 1), scaled by `mac_pj`;
 with the default `mac_pj=1.0` energies read as multiples of one MAC. `costs="table"` takes
 them from `picojoule.energy` at 65 nm. `dataflow` restricts the mapping to one of the four
-dataflows of the ISCA 2016 comparison: "rs" (row stationary), "ws", "os", "nlr".
+dataflows of the ISCA 2016 comparison: "rs" (row stationary), "ws", "os", "nlr". The array
+size, global buffer and per-PE scratchpads default to the chip's (JSSC 2017); the keywords set
+them for studies such as the ISCA 2016 area-matched comparison (256 PEs, each dataflow its own
+split of one storage area: `benchmarks/vs_zigzag.py`).
 """
 
 from __future__ import annotations
@@ -40,10 +44,17 @@ def eyeriss(
     costs: Literal["table", "normalized"] = "table",
     dataflow: Literal["rs", "ws", "os", "nlr"] | None = None,
     mac_pj: float = 1.0,
+    *,
+    pe_rows: int = PE_ROWS,
+    pe_cols: int = PE_COLS,
+    buffer_bits: int = GLB_BITS,
+    spad_bits: dict[str, int] | None = None,
 ) -> Arch:
     """The Eyeriss chip: DRAM, a 108 kB global buffer for ifmaps and psums, a 12x14 PE array,
     per-PE scratchpads. Filters stream from DRAM to the PEs past the global buffer, as in the
-    chip (JSSC 2017, Sec. III) and Timeloop's eyeriss_like example."""
+    chip (JSSC 2017, Sec. III) and Timeloop's eyeriss_like example. `spad_bits` gives each
+    scratchpad operand's bits (default: the chip's 12 ifmap, 224 filter, 24 psum words; only
+    the operands the dataflow keeps in the RF are read)."""
     if costs not in ("table", "normalized"):
         raise ConfigError(f"eyeriss costs={costs!r}: use 'table' or 'normalized'")
     if dataflow is not None and dataflow not in DATAFLOWS:
@@ -58,7 +69,7 @@ def eyeriss(
     rf_dims = ("N", "G", "K", "C", "P", "Q", "R", "S")
     rf_holds: tuple = ("weights", "inputs", "outputs")
     rf_stationary = None
-    glb = dict(capacity_bits=GLB_BITS)
+    glb = dict(capacity_bits=buffer_bits)
     if dataflow == "rs":
         x_dims, y_dims, rf_dims = ("P", "N", "K", "G"), ("R", "C", "K", "G"), ("S", "Q", "C", "K")
     elif dataflow == "ws":  # ISCA 2016 Sec. 4: weights pinned in each PE's RF
@@ -69,10 +80,15 @@ def eyeriss(
         rf_holds, rf_stationary = ("outputs",), "outputs"
     elif dataflow == "nlr":  # no local reuse: no RF, everything through the buffer
         x_dims, y_dims = ("K", "G"), ("C", "R", "S")
-    spads = {op: SPAD_BITS[op] for op in rf_holds}
+    spad_source = SPAD_BITS if spad_bits is None else spad_bits
+    missing = [op for op in rf_holds if op not in spad_source] if dataflow != "nlr" else []
+    if missing:
+        raise ConfigError(f"eyeriss spad_bits lacks {missing}: the {dataflow or 'default'} "
+                          "dataflow keeps them in the register file")  # fmt: skip
+    spads = {op: spad_source[op] for op in rf_holds if op in spad_source}
     array = Fanout(
-        mesh_x=PE_COLS,
-        mesh_y=PE_ROWS,
+        mesh_x=pe_cols,
+        mesh_y=pe_rows,
         x_dims=x_dims,
         y_dims=y_dims,
         network_pj_per_bit=(e("array") or 0.0),
@@ -122,5 +138,8 @@ def eyeriss(
         sparse=SparseSupport(gate_zero_inputs=True),
         node_nm=NODE_NM,
         clock_ghz=CLOCK_GHZ,
-        description="Eyeriss v1 (JSSC 2017): 12x14 PEs, 108 kB buffer, per-PE scratchpads",
+        description=(
+            f"Eyeriss v1 (JSSC 2017): {pe_rows}x{pe_cols} PEs, {buffer_bits / 8192:g} kB buffer, "
+            "per-PE scratchpads"
+        ),
     )
