@@ -132,7 +132,7 @@ def study(
         0, help="torch CPU threads (0: the cores other work leaves idle, sampled at start)"
     ),
     text: Path = typer.Option(None, help="LMs: evaluation text file (default: pydoc topics)"),
-    calib: Path = typer.Option(None, help="LMs: calibration/fine-tuning text file"),
+    calib: Path = typer.Option(None, help="LMs: text file for calibration and fine-tuning"),
     tokens: int = typer.Option(None, help="LMs: tokens scored for perplexity [2048]"),
     seq_len: int = typer.Option(None, help="LMs: evaluation window, tokens [512]"),
     prompt: int = typer.Option(None, help="LMs: prefill prompt length P [512]"),

@@ -52,7 +52,7 @@ __all__ = [
 # Models known by name (their data and metric come with them); the rest are prefixed forms.
 MODEL_NAMES = ("digits", "minilm", "smollm2")
 MODEL_HELP = (
-    "digits | minilm | smollm2 | st:DIR (your sentence-embedding model) | hf:DIR (your "
+    "digits | minilm | smollm2 | st:DIR (your sentence embedding model) | hf:DIR (your "
     "causal LM) | pkg.mod:build (your nn.Module, with --data pkg.mod:loader)"
 )
 
