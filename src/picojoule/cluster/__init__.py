@@ -14,8 +14,7 @@ Submodules import lazily: `import picojoule.cluster` loads none of them.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from picojoule._lazy import lazy_exports
 
 _EXPORTS = {
     "Link": "links",
@@ -43,7 +42,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'picojoule.cluster' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"picojoule.cluster.{_EXPORTS[name]}"), name)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -17,8 +17,7 @@ Submodules import lazily: `import picojoule.energy` loads none of them, so light
 start fast. Plots live in `picojoule.energy.plots` (imported on demand: matplotlib is slow to load).
 """
 
-import importlib
-from typing import Any
+from picojoule._lazy import lazy_exports
 
 _EXPORTS = {
     "Calibration": "arith",
@@ -53,7 +52,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'picojoule.energy' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"picojoule.energy.{_EXPORTS[name]}"), name)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
