@@ -37,6 +37,7 @@ _EXPORTS = {
     "plan_training": "plan",
     "plan_serving": "plan",
     "search_plans": "plan",
+    "sweep_plans": "sweep",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -2,7 +2,9 @@
 
 Commands:
 - `plan`: one training step (or `--serve`: prefill/decode) of a model on N GPUs, or `--search`
-  for the Pareto front of valid (tp, pp, dp, micro-batch, ZeRO, recompute) plans;
+  for the Pareto front of valid (tp, pp, dp, micro-batch, ZeRO, recompute) plans - in memory,
+  or with `--out DIR` as a resumable sweep in the DSE results store (`picojoule.cluster.sweep`;
+  `--resume`, `--backend local|ray`, `--address`, `--workers`);
 - `collective`: an nccl-tests-style table of one collective over message sizes;
 - `links`, `nodes`, `models`: the preset tables with their sources;
 - `calibrate`: time this machine's collectives (`picojoule.cluster.calibrate`, mounted when
@@ -17,7 +19,7 @@ import importlib.util
 import re
 import textwrap
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -86,15 +88,9 @@ def _json(path: Path | None, obj: Any) -> None:
 
 
 def _to_dict(obj: Any) -> Any:
-    out = dataclasses.asdict(obj)
-    for name in ("mfu", "hfu", "tokens_per_s", "j_per_token", "prefill_j_per_token"):
-        if hasattr(obj, name):
-            out[name] = getattr(obj, name)
-    if "energy" in out:
-        out["energy"]["total_j"] = obj.energy.total_j
-    if "memory" in out:
-        out["memory"]["total"] = obj.memory.total
-    return out
+    from picojoule.cluster.sweep import estimate_dict
+
+    return estimate_dict(obj)
 
 
 @app.command()
@@ -235,6 +231,7 @@ def _energy_table(title: str, en: Any, tokens: float, sysm: Any) -> None:
 
 @app.command()
 def plan(
+    ctx: typer.Context,
     model: Annotated[str, typer.Option(help="preset (cluster models) or HF config.json")] = (
         "llama3-8b"
     ),
@@ -261,6 +258,21 @@ def plan(
     act_bits: Annotated[int, typer.Option(help="TP/PP activations on the wire")] = 16,
     search: Annotated[bool, typer.Option("--search", help="Pareto front of plans")] = False,
     limit: Annotated[int, typer.Option(help="--search: rows shown")] = 15,
+    out: Annotated[
+        Path | None, typer.Option(help="--search: store the sweep in DIR/results.sqlite")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="--search --out: continue a stopped sweep")
+    ] = False,
+    backend: Annotated[str, typer.Option(help="--search --out: local (processes) or ray")] = (
+        "local"
+    ),
+    address: Annotated[
+        str | None, typer.Option(help="--search --out: Ray cluster (with --backend ray)")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="--search --out: processes / local Ray CPUs (default: all)")
+    ] = None,
     serve: Annotated[bool, typer.Option("--serve", help="inference: prefill + decode")] = False,
     batch: Annotated[int, typer.Option(help="--serve: concurrent sequences")] = 1,
     prompt: Annotated[int, typer.Option(help="--serve: prompt tokens")] = 512,
@@ -281,6 +293,7 @@ def plan(
     check_choice("recompute", recompute, ("none", "selective", "full"))
     if search and serve:
         raise ConfigError("--search explores training plans; drop --serve or --search")
+    sweep = _sweep_options(search, out, resume, backend, address, workers)
     if json_out is not None:
         from picojoule.fsio import check_out_file
 
@@ -306,7 +319,7 @@ def plan(
                      flash_attention=not no_flash, overlap_grad_reduce=not no_overlap,
                      math_format=fmt, grad_bits=grad_bits, act_bits=act_bits)  # fmt: skip
     if search:
-        _search(m, sysm, gpus, p, a, limit, json_out)
+        _search(m, sysm, gpus, p, a, limit, json_out, sweep, _resume_command(ctx))
         return
     from picojoule.cluster.plan import plan_training
 
@@ -315,34 +328,163 @@ def plan(
     _json(json_out, _to_dict(est))
 
 
-def _search(m: Any, sysm: Any, gpus: int, p: Any, a: Any, limit: int, out: Path | None) -> None:
-    from picojoule.cluster.plan import search_plans
+@dataclasses.dataclass(frozen=True)
+class _SweepOptions:
+    """Where and how `--search --out DIR` stores and runs its sweep."""
+
+    out: Path
+    resume: bool
+    backend: str
+    address: str | None
+    workers: int | None
+
+
+def _sweep_options(
+    search: bool,
+    out: Path | None,
+    resume: bool,
+    backend: str,
+    address: str | None,
+    workers: int | None,
+) -> _SweepOptions | None:
+    """Check the sweep options before any work; None: search in memory (no --out)."""
+    from picojoule.options import check_choice, check_options
+
+    check_options(workers=workers)
+    check_choice("backend", backend, ("local", "ray"))
+    given = [name for name, on in (("--out", out is not None), ("--resume", resume),
+             ("--backend", backend != "local"), ("--address", address is not None),
+             ("--workers", workers is not None)) if on]  # fmt: skip
+    if given and not search:
+        verb = "stores" if len(given) == 1 else "store"
+        raise ConfigError(f"{', '.join(given)} {verb} a plan search; add --search")
+    if address is not None and backend != "ray":
+        raise ConfigError(f"--address {address!r} needs --backend ray; add it or drop --address")
+    if out is None:
+        if given:
+            what = "continues a stored search" if given[0] == "--resume" else "runs a stored search"
+            raise ConfigError(f"{given[0]} {what}: add --out DIR (the search's directory)")
+        return None
+    if out.is_symlink() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a symbolic link that does not lead to a directory; "
+                          "pass --out with a directory")  # fmt: skip
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is an existing file, not a directory; pass --out with a "
+                          "directory (it is created if missing)")  # fmt: skip
+    return _SweepOptions(out=out, resume=resume, backend=backend, address=address, workers=workers)
+
+
+def _search(m: Any, sysm: Any, gpus: int, p: Any, a: Any, limit: int, json_out: Path | None,
+            sweep: _SweepOptions | None, again: list[str]) -> None:  # fmt: skip
+    """Print the Pareto front of the plans (and write it with --json); `again`: the command
+    that resumes a stored search, printed if it is interrupted."""
+    from picojoule.cluster.plan import plan_candidates, search_plans
+    from picojoule.cluster.sweep import in_memory
 
     if limit < 0:
         raise ConfigError(f"--limit {limit}: give 0 or more rows")
     gb = p.global_batch or gpus
-    res = search_plans(m, sysm, gpus, global_batch=gb, seq_len=p.seq_len, base=p, assumptions=a)
-    if not res.estimates:
+    if sweep is None:
+        n = len(plan_candidates(m, sysm, gpus, global_batch=gb, seq_len=p.seq_len, base=p))
+        res = in_memory(search_plans(m, sysm, gpus, global_batch=gb, seq_len=p.seq_len, base=p,
+                                     assumptions=a), n)  # fmt: skip
+        where = ("evaluated in process; --out DIR stores the sweep (resumable, --backend ray for "
+                 "large ones)")  # fmt: skip
+    else:
+        res = _stored_search(m, sysm, gpus, gb, p, a, sweep, again)
+        assert res.summary is not None
+        where = f"stored in {res.summary.db_path} (run {res.summary.run.run_id})"
+    if not res.plans:
         raise ConfigError(f"no plan of {m.name} fits {gpus}x {sysm.gpu.name} with global batch "
                           f"{gb}; add GPUs or lower --seq-len")  # fmt: skip
-    t = Table(title=f"{m.name} on {gpus}x {sysm.gpu.name}: {len(res.estimates)} plans fit, "
+    t = Table(title=f"{m.name} on {gpus}x {sysm.gpu.name}: {len(res.plans)} plans fit, "
               f"{res.rejected} rejected; * = Pareto front (time, energy, memory)",
               title_justify="left")  # fmt: skip
     for col in ("tp", "pp", "dp", "mb", "ZeRO", "recomp", "step s", "MFU", "kJ", "GiB", "*"):
         t.add_column(col, justify="left" if col == "recomp" else "right")
-    shown = [(e, f) for e, f in zip(res.estimates, res.front, strict=True) if f][:limit]
-    for e, f in shown:
-        q = e.plan
-        t.add_row(str(q.tp), str(q.pp), str(q.dp), str(q.micro_batch), str(q.zero), q.recompute,
-                  f"{e.step_time_s:.3g}", f"{e.mfu:.1%}", f"{e.energy.total_j / 1e3:.4g}",
-                  f"{e.memory.total / 2**30:.1f}", "*" if f else "")  # fmt: skip
+    front = res.front_plans()
+    shown = front[:limit]
+    for e in shown:
+        q = e["plan"]
+        t.add_row(str(q["tp"]), str(q["pp"]), str(q["dp"]), str(q["micro_batch"]), str(q["zero"]),
+                  q["recompute"], f"{e['step_time_s']:.3g}", f"{e['mfu']:.1%}",
+                  f"{e['energy']['total_j'] / 1e3:.4g}", f"{e['memory']['total'] / 2**30:.1f}",
+                  "*")  # fmt: skip
     console.print(t)
-    front = sum(res.front)
-    console.print(textwrap.fill(f"{front} plans on the front ({len(shown)} shown, fastest "
-                                "first); the sweep runs in process (picojoule.dse could store "
-                                "larger sweeps).", 80), highlight=False)  # fmt: skip
-    _json(out, {"front": [_to_dict(e) for e, f in zip(res.estimates, res.front, strict=True)
-                          if f], "rejected": res.reasons})  # fmt: skip
+    console.print(textwrap.fill(f"{len(front)} plans on the front ({len(shown)} shown, fastest "
+                                f"first); {where}.", 80), highlight=False)  # fmt: skip
+    _json(json_out, {"front": front, "rejected": res.reasons})
+
+
+def _stored_search(m: Any, sysm: Any, gpus: int, gb: int, p: Any, a: Any,
+                   sweep: _SweepOptions, again: list[str]) -> Any:  # fmt: skip
+    """`--search --out DIR`: the sweep as a resumable job in DIR/results.sqlite, with `dse
+    run`'s progress on stderr; Ctrl-C keeps finished plans and prints the resume command."""
+    from contextlib import ExitStack
+
+    from picojoule.cluster.sweep import OBJECTIVE, sweep_plans
+    from picojoule.dse.errors import StoreError
+    from picojoule.dse.progress import ProgressView
+    from picojoule.dse.results import _APP_ID as RESULTS_APP_ID
+    from picojoule.dse.results import DB_FILENAME
+    from picojoule.fsio import OutputPathError, check_cache_path, prepare_out_dir
+
+    try:  # before any evaluation: refuse a results file picojoule did not write (or a link)
+        check_cache_path(sweep.out / DB_FILENAME, app_id=RESULTS_APP_ID,
+                         kind="picojoule DSE results database", option="--out")  # fmt: skip
+    except OutputPathError as e:
+        raise StoreError(str(e)) from None
+    with ExitStack() as stack:
+        try:
+            out_dir = stack.enter_context(prepare_out_dir(sweep.out, what="the plan search"))
+        except OutputPathError as e:
+            raise ConfigError(str(e)) from None
+        progress = stack.enter_context(ProgressView(units={OBJECTIVE: (1.0, "s")}))
+        try:
+            res = sweep_plans(m, sysm, gpus, global_batch=gb, seq_len=p.seq_len, base=p,
+                              assumptions=a, out=out_dir, backend=sweep.backend,
+                              workers=sweep.workers, address=sweep.address, resume=sweep.resume,
+                              progress=progress)  # fmt: skip
+        except KeyboardInterrupt as e:  # SIGINT or SIGTERM: finished plans are committed
+            progress.stop()
+            _interrupted(e, out_dir / DB_FILENAME, again)
+    s = res.summary
+    console.print(f"{s.points} plans ({s.evaluated} evaluated now, {s.reused} reused, "
+                  f"{s.failed} rejected) in {s.db_path}", highlight=False)  # fmt: skip
+    return res
+
+
+def _interrupted(e: KeyboardInterrupt, db: Path, again: list[str]) -> NoReturn:
+    """Say what was kept and the command that resumes; exit 130 (SIGINT) or 143 (SIGTERM)."""
+    import shlex
+
+    from picojoule.dse.runner import RunInterrupted
+    from picojoule.interrupt import exit_code
+
+    kept = f"{e.summary.points} plans kept" if isinstance(e, RunInterrupted) else "stopped"
+    Console(stderr=True).print(
+        f"[yellow]interrupted[/]: {kept} in {db}; resume with: " + shlex.join(again),
+        highlight=False,
+        soft_wrap=True,
+    )
+    raise typer.Exit(exit_code(e))
+
+
+def _resume_command(ctx: typer.Context) -> list[str]:
+    """This `cluster plan` command line with `--resume`: every option given a value other
+    than its default, as the command line parsed it."""
+    args = ["picojoule", "cluster", "plan"]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if param.param_type_name != "option" or param.name == "resume" or not param.opts:
+            continue
+        if value is None or value == param.default:
+            continue
+        if getattr(param, "is_flag", False):
+            args.append(param.opts[0])
+        else:
+            args += [param.opts[0], str(value)]
+    return [*args, "--resume"]
 
 
 def _serve_tables(e: Any, sysm: Any) -> None:

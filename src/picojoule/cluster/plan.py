@@ -1,8 +1,9 @@
 """Parallel training and serving plans: step time, memory, MFU and energy per GPU cluster.
 
 Public: `ParallelPlan`, `ServingPlan`, `Assumptions`, `plan_training(model, system, gpus,
-plan)`, `plan_serving(model, system, gpus, plan)`, `search_plans(model, system, gpus, ...)`,
-and the result types `TrainingEstimate`, `ServingEstimate`, `CommItem`, `Memory`, `Energy`.
+plan)`, `plan_serving(model, system, gpus, plan)`, `search_plans(model, system, gpus, ...)`
+(over `plan_candidates`), and the result types `TrainingEstimate`, `ServingEstimate`,
+`CommItem`, `Memory`, `Energy`.
 
 The model, one training step (every rule below is an assumption the docs repeat):
 - Ranks are placed as Megatron-LM does: tensor parallel (TP) innermost, then data parallel
@@ -66,6 +67,8 @@ __all__ = [
     "plan_training",
     "plan_serving",
     "search_plans",
+    "plan_candidates",
+    "rejection",
     "pareto_front",
 ]
 
@@ -751,16 +754,19 @@ def plan_serving(
 
 
 def pareto_front(points: list[tuple[float, ...]]) -> list[bool]:
-    """Which points no other point beats in every objective (all minimized)."""
-    out = []
-    for i, pt in enumerate(points):
-        beaten = any(
-            all(o <= v for o, v in zip(other, pt, strict=True)) and other != pt
-            for j, other in enumerate(points)
-            if j != i
-        )
-        out.append(not beaten)
-    return out
+    """Which points no other point beats in every objective (all minimized); duplicates of a
+    front point are all on it. `picojoule.dse.pareto.pareto_mask`, as a list."""
+    from picojoule.dse.pareto import pareto_mask
+
+    if not points:
+        return []
+    return [bool(x) for x in pareto_mask(points)]
+
+
+def rejection(error: ConfigError | str) -> str:
+    """Why `plan_training` refused a plan, in one word group: "does not fit" (memory per GPU
+    over its usable capacity) or "invalid" (the plan cannot split this model or cluster)."""
+    return "does not fit" if "GiB over" in str(error) else "invalid"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -769,6 +775,46 @@ class SearchResult:
     front: tuple[bool, ...]  # on the (step time, energy, memory) Pareto front
     rejected: int  # plans that were invalid or did not fit
     reasons: dict[str, int] = field(default_factory=dict)
+
+
+def plan_candidates(
+    model: TransformerConfig,
+    system: System,
+    gpus: int,
+    *,
+    global_batch: int,
+    seq_len: int = 0,
+    base: ParallelPlan | None = None,
+    micro_batches: tuple[int, ...] = (1, 2, 4, 8),
+    zeros: tuple[int, ...] = (0, 1, 3),
+    recomputes: tuple[Recompute, ...] = ("none", "selective", "full"),
+) -> list[ParallelPlan]:
+    """The plans `search_plans` evaluates, in its order: (tp, pp) splitting `gpus` (TP
+    dividing the heads, within a node or whole nodes; PP dividing the layers), dp the rest,
+    micro-batches that divide the global batch per replica, ZeRO (0 only without DP) and
+    recomputation (no selective under flash attention: a twin of none). Other fields come
+    from `base`; dp is left 0 (the rest)."""
+    base = base or ParallelPlan()
+    divisors = [d for d in range(1, gpus + 1) if gpus % d == 0]
+    out: list[ParallelPlan] = []
+    for tp in divisors:
+        if model.heads % tp or (tp > system.gpus_per_node and tp % system.gpus_per_node):
+            continue
+        for pp in (d for d in divisors if (gpus // tp) % d == 0 and model.layers % d == 0):
+            dp = gpus // (tp * pp)
+            for mb in micro_batches:
+                if global_batch % (dp * mb):
+                    continue
+                for zero in zeros if dp > 1 else (0,):
+                    for rec in recomputes:
+                        if rec == "selective" and base.flash_attention:
+                            continue  # flash attention already recomputes the scores: a twin
+                        out.append(dataclasses.replace(
+                            base, tp=tp, pp=pp, dp=0, micro_batch=mb, zero=zero, recompute=rec,
+                            seq_len=seq_len, global_batch=global_batch,
+                            sequence_parallel=base.sequence_parallel and tp > 1,
+                        ))  # fmt: skip
+    return out
 
 
 def search_plans(
@@ -784,35 +830,20 @@ def search_plans(
     zeros: tuple[int, ...] = (0, 1, 3),
     recomputes: tuple[Recompute, ...] = ("none", "selective", "full"),
 ) -> SearchResult:
-    """Every valid (tp, pp, dp, micro-batch, ZeRO, recompute) for `gpus` GPUs and the Pareto
-    front of step time vs energy vs memory. A plain in-process enumeration; the DSE machinery
-    (`picojoule.dse`) could store such sweeps for resumable, larger searches later."""
-    base = base or ParallelPlan()
-    divisors = [d for d in range(1, gpus + 1) if gpus % d == 0]
+    """Every valid plan of `plan_candidates` for `gpus` GPUs and the Pareto front of step
+    time (s) vs energy per step (J) vs memory per GPU (bytes), in process and in memory.
+    `picojoule.cluster.sweep.sweep_plans` evaluates the same plans into a resumable results
+    store instead (process pool or Ray; `cluster plan --search --out DIR`)."""
     found: list[TrainingEstimate] = []
     reasons: dict[str, int] = {}
-    for tp in divisors:
-        if model.heads % tp or (tp > system.gpus_per_node and tp % system.gpus_per_node):
-            continue
-        for pp in (d for d in divisors if (gpus // tp) % d == 0 and model.layers % d == 0):
-            dp = gpus // (tp * pp)
-            for mb in micro_batches:
-                if global_batch % (dp * mb):
-                    continue
-                for zero in zeros if dp > 1 else (0,):
-                    for rec in recomputes:
-                        if rec == "selective" and base.flash_attention:
-                            continue  # flash attention already recomputes the scores: a twin
-                        q = dataclasses.replace(base, tp=tp, pp=pp, dp=0, micro_batch=mb,
-                                                zero=zero, recompute=rec, seq_len=seq_len,
-                                                global_batch=global_batch,
-                                                sequence_parallel=base.sequence_parallel
-                                                and tp > 1)  # fmt: skip
-                        try:
-                            found.append(plan_training(model, system, gpus, q, assumptions))
-                        except ConfigError as e:
-                            why = "does not fit" if "GiB over" in str(e) else "invalid"
-                            reasons[why] = reasons.get(why, 0) + 1
+    for q in plan_candidates(model, system, gpus, global_batch=global_batch, seq_len=seq_len,
+                             base=base, micro_batches=micro_batches, zeros=zeros,
+                             recomputes=recomputes):  # fmt: skip
+        try:
+            found.append(plan_training(model, system, gpus, q, assumptions))
+        except ConfigError as e:
+            why = rejection(e)
+            reasons[why] = reasons.get(why, 0) + 1
     found.sort(key=lambda e: e.step_time_s)
     front = pareto_front([(e.step_time_s, e.energy.total_j, e.memory.total) for e in found])
     return SearchResult(estimates=tuple(found), front=tuple(front),

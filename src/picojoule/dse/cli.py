@@ -71,6 +71,12 @@ def _render(db_path: Path, run_name: str | None, out: Path, limit: int) -> RunRe
     with ResultsDB.open(db_path, create=False) as db:
         run = db.run(run_name)
         points = db.points(run.run_id)
+    kind = run.space.get("kind") if isinstance(run.space, dict) else None
+    if kind is not None:  # another tool's sweep in the same store, e.g. cluster plan --search
+        raise StoreError(
+            f"run {run.run_id!r} in {db_path} is a {kind}, not an accelerator design sweep; "
+            "show it with the command that made it (picojoule cluster plan --search --out DIR)"
+        )
     report = build_report(run, points)
     written = write_outputs(report, points, out)
     console.print(front_table(report, limit=limit))

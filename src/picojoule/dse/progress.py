@@ -1,15 +1,20 @@
-"""Live progress of a `dse run` on stderr: done / total, rate, time left, best so far.
+"""Live progress of a run on stderr (`dse run`, `cluster plan --search --out`): done / total,
+rate, time left, best so far.
 
 Public: `ProgressView`.
 
 On a terminal, a rich progress bar (transient: it disappears when the run ends). Elsewhere (a
 log file, CI) rich draws nothing, so one plain line is written every `every_s` seconds instead,
 and a last one when the run ends. Stdout keeps only the results (tables, paths).
+
+The best-so-far value is shown in the unit `units` gives its objective (scale, unit; default:
+the DSE objectives - energy in uJ from pJ, latency in ms from s, area in mm^2).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from types import TracebackType
 
 from rich.console import Console
@@ -29,19 +34,27 @@ __all__ = ["ProgressView"]
 _UNITS = {"energy": (1e-6, "uJ"), "latency": (1e3, "ms"), "area": (1.0, "mm^2")}
 
 
-def _best(p: RunProgress) -> str:
+def _best(p: RunProgress, units: Mapping[str, tuple[float, str]] = _UNITS) -> str:
     if p.best is None:
         return "best: -"
-    scale, unit = _UNITS.get(p.objective, (1.0, ""))
+    scale, unit = units.get(p.objective, (1.0, ""))
     return f"best {p.objective} {p.best * scale:.4g} {unit}".rstrip()
 
 
 class ProgressView:
     """Context manager; call it with each `RunProgress` (it is the runner's `progress`)."""
 
-    def __init__(self, console: Console | None = None, *, every_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        console: Console | None = None,
+        *,
+        every_s: float = 10.0,
+        units: Mapping[str, tuple[float, str]] | None = None,
+    ) -> None:
+        """units: objective -> (factor from the stored metric, unit shown) for best so far."""
         self.console = console or Console(stderr=True)
         self._every_s = every_s
+        self._units = dict(units) if units is not None else _UNITS
         self._t0 = time.monotonic()
         self._last_line = self._t0
         self._first_eval: tuple[float, int] | None = None  # (time, evaluated) at first commit
@@ -97,7 +110,7 @@ class ProgressView:
                 completed=p.done,
                 total=p.planned,
                 rate=f"{rate:.2f}/s" if rate else "",
-                best=_best(p),
+                best=_best(p, self._units),
             )
             return
         now = time.monotonic()
@@ -111,7 +124,7 @@ class ProgressView:
         eta = f", ETA {left / rate:.0f} s" if rate and left else ""
         speed = f", {rate:.2f}/s" if rate else ""
         self.console.print(
-            f"evaluated {p.done}/{p.planned}{speed}{eta}, {_best(p)} "
+            f"evaluated {p.done}/{p.planned}{speed}{eta}, {_best(p, self._units)} "
             f"({time.monotonic() - self._t0:.0f} s)",
             highlight=False,
         )

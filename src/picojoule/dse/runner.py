@@ -1,7 +1,7 @@
 """Run a design space: propose, look up, evaluate, commit - until the search is done.
 
-Public: `Evaluator`, `RunSummary`, `RunProgress`, `RunInterrupted`, `run_space`, `feasible`,
-`check_area_budget`.
+Public: `SweepJob`, `Evaluator`, `Sweep`, `RunSummary`, `RunProgress`, `RunInterrupted`,
+`run_space`, `run_sweep`, `feasible`, `check_area_budget`.
 
 Per batch of proposed designs the runner
 1. takes what the run already holds (a resumed run) from the store,
@@ -15,6 +15,10 @@ Per batch of proposed designs the runner
    taking over the claim of one that died).
 A SIGKILL therefore loses only batches still in flight, re-running with `resume=True`
 evaluates exactly the designs that are missing, and two `resume` runs split them.
+
+`run_sweep` runs the same loop on any fixed list of points (a `Sweep`) with any picklable
+`SweepJob` - the store, the backends, claims, progress and interrupts are not tied to
+accelerator designs (`picojoule.cluster.sweep` sweeps parallel training plans with it).
 
 SIGINT and SIGTERM (`picojoule.interrupt`) stop a run at once: batches already finished are
 committed, workers are killed rather than awaited, claims are released, and `RunInterrupted`
@@ -36,17 +40,20 @@ import numpy as np
 from picojoule.dse.backends import Backend, Batch, Outcome, batch_size, make_backend
 from picojoule.dse.errors import InfeasibleError
 from picojoule.dse.results import DB_FILENAME, Point, ResultsDB, RunInfo
-from picojoule.dse.search import Observation, Strategy, make_strategy, violations
+from picojoule.dse.search import Observation, Strategy, _ListSearch, make_strategy, violations
 from picojoule.dse.space import OBJECTIVES, Constraints, Design, DesignSpace
 from picojoule.interrupt import sigterm_as_interrupt
 from picojoule.procs import this_process
 
 __all__ = [
+    "SweepJob",
     "Evaluator",
+    "Sweep",
     "RunSummary",
     "RunProgress",
     "RunInterrupted",
     "run_space",
+    "run_sweep",
     "feasible",
     "check_area_budget",
 ]
@@ -57,8 +64,12 @@ _WAIT_S = 0.25  # poll interval while another process holds designs this run nee
 _AREA_SAMPLE = 2000  # designs sampled to test an area budget on spaces too large to enumerate
 
 
-class Evaluator(Protocol):
-    """What the runner needs from a cost model (see `picojoule.dse.evaluate`)."""
+class SweepJob(Protocol):
+    """What the runner needs to evaluate points: a picklable function from a point's
+    parameters to `(metrics, error)`, and the identity of what it evaluates them on.
+
+    A stored result is reused for a point with the same parameters only under the same
+    `workload_key` (everything else the numbers depend on) and `model_version` (the code)."""
 
     workload_name: str
     workload_key: str
@@ -66,7 +77,40 @@ class Evaluator(Protocol):
 
     def __call__(self, design: dict[str, Any]) -> Outcome: ...
 
+
+class Evaluator(SweepJob, Protocol):
+    """What the runner needs from a cost model (see `picojoule.dse.evaluate`)."""
+
     def area_mm2(self, design: dict[str, Any]) -> float: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sweep:
+    """A fixed list of points evaluated as one run by `run_sweep`.
+
+    name: the run's id in the results file; digest: identity of what is swept (a resumed run
+    with another digest is refused); source: JSON-able description stored with the run;
+    designs: the points, in the order they are proposed; objective / metric: the progress
+    label and the metrics key whose lowest value progress shows as best so far."""
+
+    name: str
+    digest: str
+    source: dict[str, Any]
+    designs: tuple[Design, ...]
+    objective: str
+    metric: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Goal:
+    """What `_Loop` needs to know of a run besides its points: how many it will propose, the
+    metric progress reports, the budgets, and the area function (for an area budget)."""
+
+    planned: int
+    objective: str
+    metric: str
+    constraints: Constraints
+    area: Callable[[dict[str, Any]], float] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -179,21 +223,101 @@ def _run_space(
     lease_s: float,
 ) -> RunSummary:
     check_area_budget(space, evaluator)
-    with ResultsDB.open(out_dir / DB_FILENAME) as db:
-        info = RunInfo(
-            run_id=space.name,
-            space_digest=space.digest,
-            space=space.source,
-            workload=evaluator.workload_name,
-            workload_key=evaluator.workload_key,
-            model_version=evaluator.model_version,
+    s = space.search
+    goal = _Goal(
+        planned=space.size if s.method == "grid" else min(s.trials or 0, space.size),
+        objective=space.objectives[0],
+        metric=OBJECTIVES[space.objectives[0]],
+        constraints=space.constraints,
+        area=evaluator.area_mm2,
+    )
+    info = _run_info(space.name, space.digest, space.source, evaluator)
+    summary, points = _execute(
+        out_dir,
+        info,
+        evaluator,
+        lambda: make_strategy(space),
+        goal,
+        backend_args,
+        resume,
+        progress,
+        lease_s,
+    )
+    _check_feasible(space, points)
+    return summary
+
+
+def run_sweep(
+    sweep: Sweep,
+    job: SweepJob,
+    *,
+    out: str | Path,
+    backend: str = "local",
+    workers: int | None = None,
+    address: str | None = None,
+    resume: bool = False,
+    progress: ProgressFn | None = None,
+    lease_s: float = LEASE_S,
+) -> RunSummary:
+    """Evaluate every point of `sweep` with `job` into `out/results.sqlite`, as `run_space`
+    does a grid: resumable, cached by (point, `job.workload_key`, `job.model_version`),
+    claims shared with concurrent `resume` runs, `RunInterrupted` on SIGINT / SIGTERM.
+
+    Points `job` cannot evaluate are stored with their error; no feasibility check is made
+    (the caller reads the points back with `ResultsDB.points(sweep.name)`)."""
+    goal = _Goal(
+        planned=len({d.key for d in sweep.designs}),
+        objective=sweep.objective,
+        metric=sweep.metric,
+        constraints=Constraints(),
+    )
+    info = _run_info(sweep.name, sweep.digest, sweep.source, job)
+    with sigterm_as_interrupt():
+        summary, _ = _execute(
+            Path(out),
+            info,
+            job,
+            lambda: _ListSearch(iter(sweep.designs)),
+            goal,
+            (backend, workers, address),
+            resume,
+            progress,
+            lease_s,
         )
+    return summary
+
+
+def _run_info(name: str, digest: str, source: dict[str, Any], job: SweepJob) -> RunInfo:
+    return RunInfo(
+        run_id=name,
+        space_digest=digest,
+        space=source,
+        workload=job.workload_name,
+        workload_key=job.workload_key,
+        model_version=job.model_version,
+    )
+
+
+def _execute(
+    out_dir: Path,
+    info: RunInfo,
+    job: SweepJob,
+    strategy_of: Callable[[], Strategy],
+    goal: _Goal,
+    backend_args: tuple[str, int | None, str | None],
+    resume: bool,
+    progress: ProgressFn | None,
+    lease_s: float,
+) -> tuple[RunSummary, list[Point]]:
+    """Start (or resume) the run in `out_dir`, drive its strategy to the end; the summary
+    and every point the run holds."""
+    with ResultsDB.open(out_dir / DB_FILENAME) as db:
         run = db.start_run(info, resume=resume)
-        strategy = make_strategy(space)
+        strategy = strategy_of()
         held = {p.design_key: p for p in db.points(run.run_id)}
         if held:
             strategy.replay(list(held.values()))
-        loop = _Loop(space, evaluator, db, run, held, backend_args, progress, lease_s)
+        loop = _Loop(goal, job, db, run, held, backend_args, progress, lease_s)
         try:
             loop.drive(strategy)
         except KeyboardInterrupt as e:
@@ -205,9 +329,7 @@ def _run_space(
         finally:
             loop.close()
         points = db.points(run.run_id)
-    summary = _summary(loop, run, out_dir, points)
-    _check_feasible(space, points)
-    return summary
+    return _summary(loop, run, out_dir, points), points
 
 
 def _summary(loop: _Loop, run: RunInfo, out_dir: Path, points: Sequence[Point]) -> RunSummary:
@@ -273,8 +395,8 @@ class _Loop:
 
     def __init__(
         self,
-        space: DesignSpace,
-        evaluator: Evaluator,
+        goal: _Goal,
+        evaluator: SweepJob,
         db: ResultsDB,
         run: RunInfo,
         held: dict[str, Point],
@@ -282,7 +404,7 @@ class _Loop:
         progress: ProgressFn | None,
         lease_s: float,
     ) -> None:
-        self.space, self.evaluator, self.db, self.run, self.held = space, evaluator, db, run, held
+        self.goal, self.evaluator, self.db, self.run, self.held = goal, evaluator, db, run, held
         self._backend_args = backend_args
         self._backend: Backend | None = None  # started on first need: a cached run starts none
         self._progress = progress
@@ -292,21 +414,20 @@ class _Loop:
         self._sent: dict[str, tuple[Design, int]] = {}  # in flight: key -> (design, generation)
         self.evaluated = self.reused = self.over_budget = 0
         self._handled = 0
-        self._objective = space.objectives[0]
+        self._objective = goal.objective
         self._best: float | None = None
         for p in held.values():
             self._consider(p.metrics)
 
     def _planned(self) -> int:
-        s = self.space.search
-        return self.space.size if s.method == "grid" else min(s.trials or 0, self.space.size)
+        return self.goal.planned
 
     def _consider(self, metrics: dict[str, Any] | None) -> None:
         if metrics is None or any(
-            v > 0 for v in violations(metrics, self.space.constraints).values()
+            v > 0 for v in violations(metrics, self.goal.constraints).values()
         ):
             return
-        value = float(metrics[OBJECTIVES[self._objective]])
+        value = float(metrics[self.goal.metric])
         if self._best is None or value < self._best:
             self._best = value
 
@@ -358,7 +479,8 @@ class _Loop:
         """Metrics (None: unevaluable or over budget) for every design of one proposal."""
         found: dict[str, dict[str, Any] | None] = {}
         todo: dict[str, Design] = {}
-        budget = self.space.constraints.area_mm2
+        budget = self.goal.constraints.area_mm2
+        area = self.goal.area
         for d in designs:
             key = d.key
             if key in found or key in todo:
@@ -366,7 +488,7 @@ class _Loop:
             if key in self.held:
                 found[key] = self.held[key].metrics
                 self.reused += 1
-            elif budget is not None and self.evaluator.area_mm2(d.as_dict()) > budget:
+            elif budget is not None and area is not None and area(d.as_dict()) > budget:
                 found[key] = None
                 self.over_budget += 1
             else:
