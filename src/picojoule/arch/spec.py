@@ -73,6 +73,10 @@ class MemoryLevel(_Frozen):
     level has room for a second tile, ZigZag's rule; see docs/accelerator.md, "Latency").
     `temporal_dims` restricts the loops that may iterate at this level and `stationary`
     fixes which operand the innermost loops here keep in place (both express a dataflow).
+    `bypassable` lists held operands a mapping may route past this level, chosen per layer
+    by the mapper (nn_dataflow's buffer bypass): that operand then moves between the next
+    outer and next inner levels holding it as if this level did not hold it, and takes none
+    of its capacity.
     """
 
     name: str = Field(min_length=1)
@@ -95,8 +99,9 @@ class MemoryLevel(_Frozen):
     fanout: Fanout | None = None
     temporal_dims: tuple[Dim, ...] = DIMS  # type: ignore[assignment]
     stationary: Operand | None = None
+    bypassable: tuple[Operand, ...] = ()
 
-    @field_validator("holds")
+    @field_validator("holds", "bypassable")
     @classmethod
     def _unique(cls, holds: tuple[Operand, ...]) -> tuple[Operand, ...]:
         if len(set(holds)) != len(holds):
@@ -105,6 +110,12 @@ class MemoryLevel(_Frozen):
 
     @model_validator(mode="after")
     def _partitions(self) -> MemoryLevel:
+        extra_bypass = set(self.bypassable) - set(self.holds)
+        if extra_bypass:
+            raise ValueError(
+                f"bypassable names {sorted(extra_bypass)} which level {self.name!r} does not "
+                "hold; an operand it does not hold already bypasses it"
+            )
         if self.partition_bits is not None:
             extra = set(self.partition_bits) - set(self.holds)
             if extra:
@@ -238,6 +249,10 @@ class Arch(_Frozen):
             raise ValueError(
                 f"the outermost level {outer.name!r} must hold every operand (it is where "
                 f"data starts and ends); add {missing} to its holds"
+            )
+        if outer.bypassable:
+            raise ValueError(
+                f"the outermost level {outer.name!r} cannot be bypassed; remove its bypassable"
             )
         if outer.capacity_bits is not None or outer.partition_bits is not None:
             raise ValueError(

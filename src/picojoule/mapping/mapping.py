@@ -5,8 +5,9 @@ Public: `Mapping`, `MappingError`, `MappingBatch`, `check_mapping`.
 Level indices run outermost first (0 = DRAM), as in `Arch.levels`. For each level `l`:
 `temporal[l][d]` is the trip count of loop `d` iterating *at* level `l` (over data resident
 there); `spatial_x[l][d]`/`spatial_y[l][d]` unroll loop `d` across the fanout under level `l`;
-`order[l]` lists the loop names outermost first. The index of loop `d` composes outer levels
-as the more significant digits, so every tile is a contiguous box.
+`order[l]` lists the loop names outermost first; `bypass[l]` (empty tuple: none anywhere) the
+operands routed past level `l` (each in its `bypassable`). The index of loop `d` composes outer
+levels as the more significant digits, so every tile is a contiguous box.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 
 from picojoule.arch.spec import Arch
 from picojoule.errors import ConfigError
-from picojoule.workload.layer import DIMS, Layer, touched_extent
+from picojoule.workload.layer import DIMS, OPERANDS, Layer, touched_extent
 
 __all__ = [
     "RELEVANT",
@@ -27,6 +28,7 @@ __all__ = [
     "MappingError",
     "MappingBatch",
     "check_mapping",
+    "held_operands",
     "tile_elems",
 ]
 
@@ -48,14 +50,26 @@ def tile_elems(operand: str, ext: dict[str, int], strides: tuple[int, int]) -> i
     return ext["N"] * ext["G"] * ext["C"] * h * w
 
 
+def held_operands(arch: Arch, bypass: tuple[tuple[str, ...], ...] = ()) -> list[tuple[str, ...]]:
+    """Per level, the operands it keeps: its `holds` less those `bypass` routes past it."""
+    if not bypass:
+        return [level.holds for level in arch.levels]
+    return [
+        tuple(op for op in level.holds if op not in skip)
+        for level, skip in zip(arch.levels, bypass, strict=True)
+    ]
+
+
 @dataclass(frozen=True, kw_only=True)
 class Mapping:
-    """Per-level temporal factors, fanout unrolling along x and y, and loop order."""
+    """Per-level temporal factors, fanout unrolling along x and y, loop order, and the
+    operands routed past each level (`bypass`, one tuple per level; empty: none)."""
 
     temporal: tuple[tuple[int, ...], ...]
     spatial_x: tuple[tuple[int, ...], ...]
     spatial_y: tuple[tuple[int, ...], ...]
     order: tuple[tuple[str, ...], ...]
+    bypass: tuple[tuple[str, ...], ...] = ()
 
     @property
     def levels(self) -> int:
@@ -100,6 +114,8 @@ class Mapping:
                     "order": "".join(self.order[l]),
                 }
             )
+            if self.bypass and self.bypass[l]:
+                out[-1]["bypass"] = list(self.bypass[l])
         return {"levels": out}
 
     @classmethod
@@ -119,19 +135,25 @@ class Mapping:
                 )
             return tuple(int(factors.get(d, 1)) for d in DIMS)
 
+        bypass = tuple(tuple(e.get("bypass", ()) or ()) for e in levels)
         return cls(
             temporal=tuple(row(e, "temporal") for e in levels),
             spatial_x=tuple(row(e, "spatial_x") for e in levels),
             spatial_y=tuple(row(e, "spatial_y") for e in levels),
             order=tuple(tuple(e.get("order", "".join(DIMS))) for e in levels),
+            bypass=bypass if any(bypass) else (),
         )
 
     def describe(self, arch: Arch) -> str:
         """The loop nest as indented text, outermost first (unit loops omitted)."""
         lines: list[str] = []
         indent = 0
-        for l, level in enumerate(arch.levels):
-            lines.append("  " * indent + f"[{level.name}: {', '.join(level.holds)}]")
+        kept_by_level = held_operands(arch, self.bypass)
+        for l, (level, kept) in enumerate(zip(arch.levels, kept_by_level, strict=True)):
+            skipped = (
+                f"; bypassed: {', '.join(self.bypass[l])}" if self.bypass and self.bypass[l] else ""
+            )
+            lines.append("  " * indent + f"[{level.name}: {', '.join(kept)}{skipped}]")
             for d in self.order[l]:
                 f = self.temporal[l][_DIM_INDEX[d]]
                 if f > 1:
@@ -165,6 +187,17 @@ def check_mapping(mapping: Mapping, layer: Layer, arch: Arch, bits: dict[str, fl
             )
         if any(f < 1 for row in table for f in row):
             raise MappingError(f"mapping.{name} has a factor below 1; factors are >= 1")
+    if mapping.bypass:
+        if len(mapping.bypass) != L:
+            raise MappingError(f"mapping.bypass must have {L} rows (one per level) or none")
+        for level, skip in zip(arch.levels, mapping.bypass, strict=True):
+            bad = sorted(set(skip) - set(level.bypassable))
+            if bad:
+                raise MappingError(
+                    f"level {level.name!r}: {bad} cannot bypass it (bypassable: "
+                    f"{list(level.bypassable) or 'none'})"
+                )
+    kept = held_operands(arch, mapping.bypass)
     for d in DIMS:
         got = mapping.factor_product(d)
         if got != getattr(layer, d):
@@ -209,7 +242,7 @@ def check_mapping(mapping: Mapping, layer: Layer, arch: Arch, bits: dict[str, fl
                         )
         ext = mapping.extents(l)
         used = 0.0
-        for op in level.holds:
+        for op in kept[l]:
             need = tile_elems(op, ext, layer.strides) * bits[op]
             cap = level.capacity_of(op)
             if level.partition_bits is not None and cap is not None and need > cap:
@@ -232,11 +265,13 @@ def check_mapping(mapping: Mapping, layer: Layer, arch: Arch, bits: dict[str, fl
 @dataclass(frozen=True)
 class MappingBatch:
     """`B` mappings as arrays: temporal/spatial `[B, L, D]` int64, order `[B, L, D]` dim indices
-    (outermost first). Spatial holds the product of the x and y factors."""
+    (outermost first). Spatial holds the product of the x and y factors. `bypass` `[B, L, 3]`
+    bool (`OPERANDS` order): operand routed past the level; None: nothing bypassed."""
 
     temporal: np.ndarray
     spatial: np.ndarray
     order: np.ndarray
+    bypass: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.temporal.shape[0])
@@ -250,10 +285,22 @@ class MappingBatch:
         o = np.array(
             [[[_DIM_INDEX[d] for d in row] for row in m.order] for m in mappings], dtype=np.int64
         )
-        return cls(temporal=t, spatial=s, order=o)
+        bypass = None
+        if any(m.bypass for m in mappings):
+            bypass = np.array(
+                [
+                    [[op in row for op in OPERANDS] for row in m.bypass]
+                    if m.bypass
+                    else [[False] * len(OPERANDS)] * m.levels
+                    for m in mappings
+                ],
+                dtype=bool,
+            )
+        return cls(temporal=t, spatial=s, order=o, bypass=bypass)
 
     def take(self, index: np.ndarray) -> MappingBatch:
-        return MappingBatch(self.temporal[index], self.spatial[index], self.order[index])
+        bypass = None if self.bypass is None else self.bypass[index]
+        return MappingBatch(self.temporal[index], self.spatial[index], self.order[index], bypass)
 
 
 # Which loops index each operand (the relevance the reuse rules turn on).

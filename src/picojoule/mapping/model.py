@@ -16,20 +16,23 @@ literally, and the tests hold the two equal):
   visit (it starts at zero), so psum reads = updates - distinct elements per parent instance.
 * The MACs hold nothing: every lane reads its operands every cycle from the innermost level
   holding them (multicast across lanes) and writes its partial sum back (reduced).
+* A level a mapping bypasses for an operand (`Mapping.bypass`, within the level's
+  `bypassable`) does not hold it for that mapping: the rules above apply to the chain of the
+  remaining holders, and the operand takes none of the level's capacity.
 Counts are elements at dense positions; bits per element (format, compression, accumulator
 width) and pJ/bit turn them into energy.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
 from picojoule.arch.energy import EnergyTable, operand_bits, resolve_energy
 from picojoule.arch.spec import Arch, MemoryLevel
 from picojoule.formats import get as get_format
-from picojoule.mapping.mapping import RELEVANT, MappingBatch
+from picojoule.mapping.mapping import RELEVANT, MappingBatch, held_operands
 from picojoule.workload.layer import DIMS, OPERANDS, Layer
 
 __all__ = [
@@ -193,19 +196,20 @@ def _port_time(
     return t
 
 
-def _double_buffered(level: MemoryLevel, need: np.ndarray) -> np.ndarray:
+def _double_buffered(level: MemoryLevel, need: np.ndarray, kept: tuple[str, ...]) -> np.ndarray:
     """`[B, 3]` whether `level` holds a second tile of each operand (`need [B, 3]`: tile
     bits per instance), so that the next tile's transfer overlaps the work on this one.
     `double_buffered` True/False on the level forces it; None applies ZigZag's rule
     (cost_model.calc_double_buffer_flag): a partition qualifies when it holds twice its
     tile; a shared buffer whose tiles fill at most half of it qualifies for every operand,
     otherwise operands qualify in the order weights, inputs, outputs while their tile still
-    fits in what the others leave free. Unbounded levels always qualify."""
+    fits in what the others leave free. Unbounded levels always qualify. `kept`: the operands
+    the level holds under these mappings."""
     B = need.shape[0]
     if level.double_buffered is not None:
         return np.full((B, 3), level.double_buffered)
     db = np.ones((B, 3), dtype=bool)
-    held = [o for o, op in enumerate(OPERANDS) if op in level.holds]
+    held = [o for o, op in enumerate(OPERANDS) if op in kept]
     if level.partition_bits is not None:
         for o in held:
             db[:, o] = 2 * need[:, o] <= level.partition_bits[OPERANDS[o]]
@@ -230,9 +234,48 @@ def evaluate_batch(
     Latency follows the rule stated in `docs/accelerator.md` ("Latency"): the overlapped
     phase (compute, or the slowest port or network at its bandwidth) plus the stalls of
     transfers that cannot overlap (refills of a level without a second buffer, the first
-    fill and the last drain).
+    fill and the last drain). Mappings that bypass levels (`batch.bypass`) are evaluated in
+    groups of equal bypass patterns, each on the chain of the levels that keep each operand.
     """
     energy = energy or resolve_energy(arch, layer)
+    bypass = batch.bypass
+    if bypass is None or not bypass.any():
+        return _evaluate(layer, arch, batch, energy, held_operands(arch))
+    B, L = bypass.shape[:2]
+    patterns, inverse = np.unique(bypass.reshape(B, -1), axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    parts = []
+    for k, pattern in enumerate(patterns.reshape(-1, L, len(OPERANDS))):
+        index = np.flatnonzero(inverse == k)
+        skip = tuple(tuple(op for o, op in enumerate(OPERANDS) if row[o]) for row in pattern)
+        kept = held_operands(arch, skip)
+        parts.append((index, _evaluate(layer, arch, batch.take(index), energy, kept)))
+    return _merge(parts, B)
+
+
+def _merge(parts: list[tuple[np.ndarray, BatchCost]], B: int) -> BatchCost:
+    """One `BatchCost` of `B` rows from parts covering the rows at their `index`."""
+    out = {}
+    for field in fields(BatchCost):
+        first = getattr(parts[0][1], field.name)
+        if not isinstance(first, np.ndarray):  # per layer, equal in every part
+            out[field.name] = first
+            continue
+        whole = np.empty((B, *first.shape[1:]), dtype=first.dtype)
+        for index, part in parts:
+            whole[index] = getattr(part, field.name)
+        out[field.name] = whole
+    return BatchCost(**out)
+
+
+def _evaluate(
+    layer: Layer,
+    arch: Arch,
+    batch: MappingBatch,
+    energy: EnergyTable,
+    kept: list[tuple[str, ...]],
+) -> BatchCost:
+    """`evaluate_batch` for mappings in which level `l` holds the operands `kept[l]`."""
     bits_by_op = operand_bits(arch, layer)
     bits = np.array([bits_by_op[op] for op in OPERANDS])
     T, Sp, order = batch.temporal, batch.spatial, batch.order
@@ -266,9 +309,9 @@ def evaluate_batch(
 
     # Tile bits per instance of every level and operand: capacity and double buffering.
     need = np.zeros((B, L, 3))
-    for l, level in enumerate(arch.levels):
+    for l in range(L):
         for o, op in enumerate(OPERANDS):
-            if op in level.holds:
+            if op in kept[l]:
                 need[:, l, o] = footprint(o, ext[:, l], strides) * bits[o]
     db: dict[int, np.ndarray] = {}  # per level, computed where a stall may arise
 
@@ -303,7 +346,7 @@ def evaluate_batch(
     writes = np.zeros((B, L, 3), dtype=np.int64)
     deliv = np.zeros((B, L, 3), dtype=np.int64)
     for o, op in enumerate(OPERANDS):
-        holders = arch.holders(op)
+        holders = [l for l in range(L) if op in kept[l]]
         latch = arch.mac.latch_operands
         last = _last_indexing(seq, seq_dims, o) if len(holders) > 1 or latch else None
         for j, p in enumerate(holders):
@@ -389,7 +432,7 @@ def evaluate_batch(
             else:
                 fill += t_ev
             if c not in db:
-                db[c] = _double_buffered(arch.levels[c], need[:, c])
+                db[c] = _double_buffered(arch.levels[c], need[:, c], kept[c])
             later = (ev - 1) * db[c][:, o]  # refills that overlap the work
             stall_lv[:, c] += (ev - 1 - later) * t_ev
             if lim_p:
@@ -434,7 +477,7 @@ def evaluate_batch(
     for l, level in enumerate(arch.levels):
         cap_total = level.capacity_bits
         for o, op in enumerate(OPERANDS):
-            cap = level.capacity_of(op) if op in level.holds else None
+            cap = level.capacity_of(op) if op in kept[l] else None
             if level.partition_bits is not None and cap is not None:
                 fits &= need[:, l, o] <= cap
         if level.partition_bits is None and cap_total is not None:

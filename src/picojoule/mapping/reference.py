@@ -8,8 +8,9 @@ level instance remembers the origin of the tile it holds and refetches when the 
 a fill moves the set union of the new tiles under one parent instance; partial sums are
 drained on eviction and at the end, and a psum is read back only if that parent instance has
 seen the element before. With `arch.mac.latch_operands` each MAC lane is such a level of one
-element (it refetches, and drains its psum, only when its origin moves). Nothing here uses the
-model's closed forms, so equal counts validate them.
+element (it refetches, and drains its psum, only when its origin moves). A level the mapping
+bypasses for an operand is left out of that operand's chain. Nothing here uses the model's
+closed forms, so equal counts validate them.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from picojoule.arch.spec import Arch
-from picojoule.mapping.mapping import RELEVANT, Mapping
+from picojoule.mapping.mapping import RELEVANT, Mapping, held_operands
 from picojoule.workload.layer import DIMS, OPERANDS, Layer
 
 __all__ = ["Counts", "simulate"]
@@ -118,9 +119,10 @@ def simulate(layer: Layer, arch: Arch, mapping: Mapping) -> Counts:
     loops = nest.loops
     latch = arch.mac.latch_operands  # lanes hold their operands like a one-element level
 
+    kept = held_operands(arch, mapping.bypass)
     interfaces = []
     for o, op in enumerate(OPERANDS):
-        holders = arch.holders(op)
+        holders = [l for l in range(L) if op in kept[l]]
         for j, p in enumerate(holders):
             c = holders[j + 1] if j + 1 < len(holders) else L
             interfaces.append((o, op, p, c))

@@ -12,7 +12,9 @@ factor) to another slot and each alternative loop order; at a local minimum it t
 neither improves. It is deterministic for a given seed. A time budget stops it early; the
 result then says so and carries the best mapping found so far. `exhaustive` evaluates every
 point of the pruned space (small layers only) and is the reference the benchmark holds
-`search` to.
+`search` to. On an architecture with `bypassable` operands both run once per bypass pattern
+(`bypass_choices`, each its own map space) and keep the best, so each layer gets the bypass
+that suits it.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from picojoule.errors import ConfigError
 from picojoule.mapping.cost import Cost, cost_from_batch
 from picojoule.mapping.mapping import Mapping
 from picojoule.mapping.model import BatchCost, evaluate_batch
-from picojoule.mapping.space import MapSpace, prime_factors
+from picojoule.mapping.space import MapSpace, bypass_choices, prime_factors
 from picojoule.workload.layer import DIMS, Layer
 
 __all__ = [
@@ -148,9 +150,11 @@ def _no_mapping(space: MapSpace, energy: EnergyTable) -> NoMappingError:
 class _Searcher:
     """Variable-neighbourhood descent of many points at once, one batch per step."""
 
-    def __init__(self, space: MapSpace, energy: EnergyTable, objective: str) -> None:
+    def __init__(
+        self, space: MapSpace, energy: EnergyTable, objective: str, ref: tuple[float, float]
+    ) -> None:
         self.space, self.energy, self.objective = space, energy, objective
-        self.ref = _reference(space, energy)
+        self.ref = ref
         self.evaluated = 0
         self.targets = [np.flatnonzero(space.allowed[:, d]) for d in range(len(DIMS))]
         self.primes = [sorted(set(prime_factors(int(n)))) for n in space.bounds]
@@ -281,19 +285,53 @@ def search(
     the all-outer point at once (for latency and EDP also from up to four points that fill
     the fanout axes, `MapSpace.spatial_seeds`), and returns the best local minimum of the
     score (`_score`: the objective with near-ties broken by the other metric). Raises
-    `NoMappingError` when not even unit tiles fit, `ConfigError` for a bad objective.
+    `NoMappingError` when not even unit tiles fit, `ConfigError` for a bad objective. With
+    several bypass patterns each gets this search (and an equal share of what is left of
+    the time budget); the best point over all of them wins.
     """
     _check_objective(objective)
     start = time.perf_counter()
-    deadline = start + (time_budget_s if time_budget_s is not None else np.inf)
     energy = energy or resolve_energy(arch, layer)
-    space = MapSpace.of(layer, arch)
-    s = _Searcher(space, energy, objective)
+    base = MapSpace.of(layer, arch)
+    ref = _reference(base, energy)  # one tie-break scale for every bypass pattern
+    choices = bypass_choices(arch)
+    best: tuple[float, MapSpace, np.ndarray, np.ndarray] | None = None
+    evaluated, timed_out = 0, False
+    for k, bypass in enumerate(choices):
+        left = np.inf
+        if time_budget_s is not None:
+            left = time_budget_s - (time.perf_counter() - start)
+        deadline = time.perf_counter() + max(left, 0.0) / (len(choices) - k)
+        space = MapSpace.of(layer, arch, bypass) if bypass else base
+        s = _Searcher(space, energy, objective, ref)
+        found = _descend_space(s, objective, seed, samples, starts, deadline)
+        evaluated += s.evaluated
+        if found is None:
+            continue
+        F, O, V, out_of_time = found
+        timed_out |= out_of_time
+        i = int(np.argmin(V))
+        if best is None or V[i] < best[0]:
+            best = (float(V[i]), space, F[i], O[i])
+    if best is None:
+        raise _no_mapping(base, energy)
+    _, space, F, O = best
+    return _result(
+        space, energy, objective, F, O, evaluated, start, timed_out, "local", time_budget_s, ref
+    )
+
+
+def _descend_space(
+    s: _Searcher, objective: str, seed: int, samples: int, starts: int, deadline: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool] | None:
+    """The multi-start descent of `search` in one map space: its local minima `(F, O, V,
+    timed_out)`, or None where not even the all-outer point fits."""
+    space = s.space
     F0 = space.initial()[None]
     O0 = np.array([[c[0] for c in space.order_choices]], dtype=np.int64)
     V0 = s.score(F0, O0)
     if not np.isfinite(V0[0]):
-        raise _no_mapping(space, energy)
+        return None
     rng = np.random.default_rng(seed)
     Fr, Or = s.sample(samples, rng)
     Vr = s.score(Fr, Or)
@@ -307,11 +345,7 @@ def search(
     F = np.concatenate([F0, Fr[keep], Fs])
     O = np.concatenate([O0, Or[keep], Os])
     V = np.concatenate([V0, Vr[keep], Vs])
-    F, O, V, timed_out = s.descend(F, O, V, deadline)
-    i = int(np.argmin(V))
-    return _result(
-        space, energy, objective, F[i], O[i], s.evaluated, start, timed_out, "local", time_budget_s
-    )
+    return s.descend(F, O, V, deadline)
 
 
 def exhaustive(
@@ -331,9 +365,10 @@ def exhaustive(
     """
     _check_objective(objective)
     start = time.perf_counter()
-    space = MapSpace.of(layer, arch)
-    n_orders = int(np.prod([len(c) for c in space.order_choices]))
-    tables = space.count_factorings(stop_above=limit // n_orders)
+    base = MapSpace.of(layer, arch)
+    choices = bypass_choices(arch)
+    n_orders = int(np.prod([len(c) for c in base.order_choices])) * len(choices)
+    tables = base.count_factorings(stop_above=limit // n_orders)
     if tables * n_orders > limit:
         raise ConfigError(
             f"layer {layer.name!r} has more than {limit:,} mappings on {arch.name!r} (pruned; "
@@ -341,22 +376,36 @@ def exhaustive(
             "raise limit"
         )
     energy = energy or resolve_energy(arch, layer)
-    orders = space.order_combos()
-    ref = _reference(space, energy)
+    orders = base.order_combos()
+    ref = _reference(base, energy)
     best_value, best_F, best_O, evaluated = np.inf, None, None, 0
-    for Fc in space.factor_chunks(max(1, chunk // len(orders))):
-        F = np.repeat(Fc, len(orders), axis=0)
-        O = np.tile(orders, (len(Fc), 1))
-        batch = evaluate_batch(layer, arch, space.to_batch(F, O), energy)
-        scores = _score(batch, objective, np.ones(len(F), dtype=bool), ref)
-        evaluated += len(F)
-        i = int(np.argmin(scores)) if len(scores) else 0
-        if len(scores) and scores[i] < best_value:
-            best_value, best_F, best_O = float(scores[i]), F[i], O[i]
+    best_space = base
+    for bypass in choices:
+        space = MapSpace.of(layer, arch, bypass) if bypass else base
+        for Fc in space.factor_chunks(max(1, chunk // len(orders))):
+            F = np.repeat(Fc, len(orders), axis=0)
+            O = np.tile(orders, (len(Fc), 1))
+            batch = evaluate_batch(layer, arch, space.to_batch(F, O), energy)
+            scores = _score(batch, objective, np.ones(len(F), dtype=bool), ref)
+            evaluated += len(F)
+            i = int(np.argmin(scores)) if len(scores) else 0
+            if len(scores) and scores[i] < best_value:
+                best_value, best_F, best_O = float(scores[i]), F[i], O[i]
+                best_space = space
     if best_F is None:
-        raise _no_mapping(space, energy)
+        raise _no_mapping(base, energy)
     return _result(
-        space, energy, objective, best_F, best_O, evaluated, start, False, "exhaustive", None
+        best_space,
+        energy,
+        objective,
+        best_F,
+        best_O,
+        evaluated,
+        start,
+        False,
+        "exhaustive",
+        None,
+        ref,
     )
 
 
@@ -371,11 +420,12 @@ def _result(
     timed_out: bool,
     method: str,
     budget: float | None,
+    ref: tuple[float, float],
 ) -> SearchResult:
     batch = evaluate_batch(space.layer, space.arch, space.to_batch(F[None], O[None]), energy)
     cost = cost_from_batch(space.layer, space.arch, batch, 0)
     value = float(_value(batch, objective)[0])
-    score = float(_score(batch, objective, np.ones(1, dtype=bool), _reference(space, energy))[0])
+    score = float(_score(batch, objective, np.ones(1, dtype=bool), ref)[0])
     note = (
         f"time budget of {budget:g} s reached after {evaluated:,} evaluations; this is the "
         "best mapping found so far, not a converged one"

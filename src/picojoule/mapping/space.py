@@ -1,6 +1,6 @@
 """The map space of one layer on one architecture, as arrays the search moves through.
 
-Public: `MapSpace`, `CANONICAL_ORDERS`, `prime_factors`.
+Public: `MapSpace`, `CANONICAL_ORDERS`, `prime_factors`, `bypass_choices`.
 
 A candidate is a factor table `F[slot, dim]` (slots: each level's temporal loops, then the x
 and y axes of its fanout) and a loop-order choice per level. Sound pruning, applied to every
@@ -14,6 +14,8 @@ search including the exhaustive one:
   matters (the MACs re-read every cycle). A level with `stationary` set keeps that one.
 * Factors: a factor may only sit in slots whose loops the level or fanout allows, and an
   axis's factors must fit its size; capacity is checked on the evaluated batch.
+A space fixes one bypass pattern (`bypass`, see `Mapping.bypass`); `bypass_choices` lists the
+patterns an architecture allows, and the search explores each.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from picojoule.errors import ConfigError
 from picojoule.mapping.mapping import RELEVANT, Mapping, MappingBatch
 from picojoule.workload.layer import DIMS, OPERANDS, Layer
 
-__all__ = ["MapSpace", "CANONICAL_ORDERS", "prime_factors"]
+__all__ = ["MapSpace", "CANONICAL_ORDERS", "prime_factors", "bypass_choices"]
 
 
 def _canonical(op: str) -> tuple[int, ...]:
@@ -41,6 +43,20 @@ def _canonical(op: str) -> tuple[int, ...]:
 
 
 CANONICAL_ORDERS = np.array([_canonical(op) for op in OPERANDS], dtype=np.int64)
+
+
+def bypass_choices(arch: Arch) -> list[tuple[tuple[str, ...], ...]]:
+    """Every bypass pattern `arch` allows, as `Mapping.bypass` values: per level a subset of
+    its `bypassable` operands. The first, `()`, bypasses nothing."""
+    per_level = [
+        [
+            combo
+            for k in range(len(level.bypassable) + 1)
+            for combo in itertools.combinations(level.bypassable, k)
+        ]
+        for level in arch.levels
+    ]
+    return [()] + [c for c in itertools.product(*per_level) if any(c)]
 
 
 def prime_factors(n: int) -> list[int]:
@@ -65,9 +81,10 @@ class MapSpace:
     allowed: np.ndarray  # [S, D] bool
     order_choices: tuple[tuple[int, ...], ...]  # per level, allowed canonical order indices
     bounds: np.ndarray  # [D]
+    bypass: tuple[tuple[str, ...], ...] = ()  # the bypass pattern of every point
 
     @classmethod
-    def of(cls, layer: Layer, arch: Arch) -> MapSpace:
+    def of(cls, layer: Layer, arch: Arch, bypass: tuple[tuple[str, ...], ...] = ()) -> MapSpace:
         levels, kinds, sizes, allowed = [], [], [], []
         for l, level in enumerate(arch.levels):
             levels.append(l)
@@ -109,6 +126,7 @@ class MapSpace:
             allowed=allowed_arr,
             order_choices=tuple(choices),
             bounds=bounds,
+            bypass=bypass,
         )
 
     @property
@@ -184,7 +202,11 @@ class MapSpace:
                 temporal[:, l] = F[:, s]
             else:
                 spatial[:, l] *= F[:, s]
-        return MappingBatch(temporal, spatial, CANONICAL_ORDERS[orders])
+        bypass = None
+        if self.bypass:
+            row = [[op in skip for op in OPERANDS] for skip in self.bypass]
+            bypass = np.broadcast_to(np.array(row, dtype=bool), (B, L, len(OPERANDS)))
+        return MappingBatch(temporal, spatial, CANONICAL_ORDERS[orders], bypass)
 
     def to_mapping(self, F: np.ndarray, orders: np.ndarray) -> Mapping:
         L = self.n_levels
@@ -196,6 +218,7 @@ class MapSpace:
             spatial_x=tuple(tuple(r) for r in rows["x"]),
             spatial_y=tuple(tuple(r) for r in rows["y"]),
             order=tuple(tuple(DIMS[i] for i in CANONICAL_ORDERS[o]) for o in orders),
+            bypass=self.bypass,
         )
 
     def count_factorings(self, stop_above: int | None = None) -> int:
