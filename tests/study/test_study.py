@@ -355,3 +355,21 @@ def test_torch_transformer_is_unfused_for_every_recipe():
         assert not any(a.startswith("not costed") for a in r.cost["assumptions"])
     fp32 = res.results[0]
     assert fp32.metrics["metric"] == acc(build(), data)  # unfusing keeps the numbers
+
+
+def test_yaml_target_is_named_by_its_spec(tmp_path):
+    """A target given as an accelerator YAML file is named by the spec's `name` in the
+    terminal table, the HTML and report.json (`target_names`); the cache keys on the file."""
+    from picojoule.arch import arch_to_yaml, presets
+
+    spec = presets.eyeriss().model_copy(update={"name": "my-eyeriss"})
+    path = tmp_path / "mine.yaml"
+    path.write_text(arch_to_yaml(spec))
+    res = run(_model, _data, _agreement, RECIPES[:2], target=[str(path), "h100"])
+    assert res.targets == (str(path), "h100") and res.label(str(path)) == "my-eyeriss"
+    heads = [c.header for c in summary_table(res).columns]
+    assert "vs SOL my-eyeriss" in heads and not any(str(path) in h for h in heads)
+    jpath, hpath = write_report(res, tmp_path / "out")
+    assert json.loads(jpath.read_text())["target_names"] == ["my-eyeriss", "h100"]
+    page = hpath.read_text()
+    assert "my-eyeriss" in page and str(path) not in page

@@ -198,10 +198,11 @@ def pareto_figure(
         )
     )
     per = "request" if "phases" in res[0].cost else "inference"
-    _layout(fig, f"{m} vs energy per {per} on {study.target}", 460,
+    _layout(fig, f"{m} vs energy per {per} on {study.label(study.target)}", 460,
             legend={"title": {"text": "recipe (click to hide)"}},
             hovermode="closest")  # fmt: skip
-    fig.update_xaxes(type="log", title_text=f"energy per {per} on {_esc(study.target)} "
+    on = _esc(study.label(study.target))
+    fig.update_xaxes(type="log", title_text=f"energy per {per} on {on} "
                      f"({energy.symbol}, log scale)")  # fmt: skip
     fig.update_yaxes(title_text=_esc(_metric_label(study)))
     return fig
@@ -266,7 +267,8 @@ def layers_figure(study: StudyResult, energy: Unit, time: Unit) -> go.Figure | N
                                   for n, v in zip(names, t, strict=True)], **kw),
                 row=2, col=1,
             )  # fmt: skip
-    _layout(fig, f"per-layer energy{' and latency' if with_time else ''} on {study.target}",
+    what = "per-layer energy" + (" and latency" if with_time else "")
+    _layout(fig, f"{what} on {study.label(study.target)}",
             700 if with_time else 460, barmode="stack",
             legend={"title": {"text": "layer"}})  # fmt: skip
     fig.update_yaxes(title_text=f"{energy.symbol} per {per.split(' (')[0]}", row=1, col=1)

@@ -60,6 +60,7 @@ def to_json(study: StudyResult) -> dict[str, Any]:
         "metric_unit": study.unit,
         "target": study.target,
         "targets": list(study.targets),
+        "target_names": [study.label(x) for x in study.targets],
         "model_version": study.model_version,
         "recipes": [_recipe_json(study, r, front) for r in study.results],
     }
@@ -123,7 +124,7 @@ def _bill_cells(cost: dict[str, Any], unit: Unit) -> tuple[str, str]:
 
 
 def _where(study: StudyResult) -> str:
-    return ", ".join(study.targets)
+    return ", ".join(study.label(x) for x in study.targets)
 
 
 def summary_table(study: StudyResult) -> Table:
@@ -142,10 +143,10 @@ def summary_table(study: StudyResult) -> Table:
     e_units = {x: units(study, x)[0] for x in study.targets}  # one prefix per column
     per_target = [
         (
-            f"energy/inf {x} ({e_units[x].symbol})"
+            f"energy/inf {study.label(x)} ({e_units[x].symbol})"
             if several
             else f"energy/inf ({e_units[x].symbol})",
-            f"vs SOL {x}" if several else "vs SOL",
+            f"vs SOL {study.label(x)}" if several else "vs SOL",
         )
         for x in study.targets
     ]
@@ -362,7 +363,7 @@ def _by_target(study: StudyResult) -> str:
         return ""
     per = {x: units(study, x) for x in study.targets}  # each target's own prefixes
     head = ["recipe"] + [
-        f"{x} {what}"
+        f"{study.label(x)} {what}"
         for x, (e, t) in per.items()
         for what in (f"energy/inf ({e.symbol})", "vs SOL", f"latency ({t.symbol})")
     ]
@@ -408,7 +409,8 @@ def render_html(study: StudyResult) -> str:
     for x in study.targets:
         first = study.ran[0].costs[x] if study.ran else {}
         items = [*first.get("assumptions", []), *filter(None, [first.get("measured_note")])]
-        assumptions += (f"<h3>{html.escape(x)}</h3>" if len(study.targets) > 1 else "") + (
+        label = study.label(x)
+        assumptions += (f"<h3>{html.escape(label)}</h3>" if len(study.targets) > 1 else "") + (
             "<ul>" + "".join(f"<li>{html.escape(a)}</li>" for a in items) + "</ul>"
         )
     scored = f"; scored on {html.escape(study.scored_on)}" if study.scored_on else ""
@@ -417,7 +419,7 @@ def render_html(study: StudyResult) -> str:
         f"<style>{_CSS}</style></head><body>"
         f"<h1>picojoule study: {html.escape(study.task)} on {html.escape(_where(study))}</h1>"
         f"<p class=note>model version {study.model_version}; schema {REPORT_SCHEMA}; recipe "
-        f"table, plots and Pareto front on {html.escape(study.target)}{scored}</p>"
+        f"table, plots and Pareto front on {html.escape(study.label(study.target))}{scored}</p>"
         f"{notes}<h2>Recipes</h2>{_table(_recipe_rows(study, energy, time), head)}"
         f"{_by_target(study)}"
         f"{phases}{imgs}"

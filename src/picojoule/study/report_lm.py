@@ -57,7 +57,7 @@ def lm_summary_table(study: StudyResult, front: set[str]) -> Table:
     and decode tokens/s. The per-phase detail is in the HTML (`phase_section`)."""
     from rich.markup import escape
 
-    title = f"picojoule study: {study.task} on {', '.join(study.targets)}"
+    title = f"picojoule study: {study.task} on {', '.join(map(study.label, study.targets))}"
     t = Table(title=escape(title), title_justify="left")
     metric = "ppl" if study.primary_metric == "perplexity" else study.primary_metric
     from picojoule.study.report import algorithm_cells, has_algorithms, skip_text
@@ -67,7 +67,7 @@ def lm_summary_table(study: StudyResult, front: set[str]) -> Table:
     if algs:
         cols += ["calib s", "rot ops/tok"]
     for x in study.targets:
-        cols += [f"{x} mJ/req", f"{x} tok/s"]
+        cols += [f"{study.label(x)} mJ/req", f"{study.label(x)} tok/s"]
     t.add_column("recipe", no_wrap=True)
     for c in cols:
         t.add_column(c, justify="right")
@@ -141,7 +141,7 @@ def phase_section(study: StudyResult, table) -> str:
                 f"decode: KV cache {u}", f"decode: math {u}", "KV cache MiB",
                 "KV bits/elem"]  # fmt: skip
         if len(study.targets) > 1:
-            out.append(f"<h3>{html.escape(x)}</h3>")
+            out.append(f"<h3>{html.escape(study.label(x))}</h3>")
         out.append(table(_phase_rows(study, x, unit), head))
     return "".join(out)
 

@@ -102,6 +102,14 @@ class StudyResult:
     # "difference" (metric - baseline) or "ratio" (metric / baseline); "" = by orientation:
     # a difference where higher is better, a ratio where lower is (perplexity)
     delta_kind: str = ""
+    # How tables name each target (an accelerator YAML by its spec's name); () = as given
+    target_labels: tuple[str, ...] = ()
+
+    def label(self, target: str) -> str:
+        """The display name of `target` (one of `targets`)."""
+        if self.target_labels and target in self.targets:
+            return self.target_labels[self.targets.index(target)]
+        return target
 
     @property
     def ratio(self) -> bool:
@@ -508,7 +516,7 @@ def run(
     if not any(r.is_baseline for r in recipes):
         recipes.insert(0, Recipe(name="fp32"))
     targets = _targets(target)
-    from picojoule.study.targets import check_target, target_id
+    from picojoule.study.targets import check_target, target_id, target_label
     from picojoule.versioning import code_digest
 
     for t in targets:
@@ -568,4 +576,5 @@ def run(
         scored_on=getattr(task, "scored_on", ""),
         held_out=getattr(task, "held_out", True),
         delta_kind=getattr(task, "delta_kind", ""),
+        target_labels=tuple(target_label(t) for t in targets),
     )

@@ -61,6 +61,16 @@ def target_id(name: str) -> str:
     return f"{name}@{hashlib.sha256(Path(name).read_bytes()).hexdigest()[:12]}"
 
 
+def target_label(name: str) -> str:
+    """How tables name a target: an accelerator YAML file by its spec's `name`, anything else
+    as given."""
+    if not _is_arch_file(name):
+        return name
+    from picojoule.arch import load_arch
+
+    return load_arch(name).name
+
+
 def check_target(name: str) -> None:
     """Accept a preset, a GPU, or an accelerator YAML file (validated here, before any work)."""
     if _is_arch_file(name):
