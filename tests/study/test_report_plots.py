@@ -223,3 +223,25 @@ def test_every_figure_is_finite_json():
     assert math.isnan(g.errors[1][2]) and math.isnan(g.scaled[1][2])
     page = render_html(StudyResult(**{**study.__dict__, "results": rs}))
     assert "NaN" not in _BUNDLE.sub("", page)
+
+
+@pytest.mark.parametrize("width", (80, 160, 200))
+def test_lm_terminal_table_fits_two_targets(width):
+    """The LM table (perplexity, KV cache, per target mJ/request and tokens/s) reads at 80
+    columns and at 160-200 with two targets: no cell cut with an ellipsis."""
+    from rich.console import Console
+
+    from picojoule.study.report_lm import lm_summary_table
+
+    one = _lm_study()
+    rs = [RecipeResult(**{**r.__dict__, "costs": {"eyeriss": r.cost, "h100-sxm-80gb": r.cost}})
+          for r in one.results]  # fmt: skip
+    study = StudyResult(**{**one.__dict__, "results": rs, "baseline": rs[0],
+                           "targets": ("eyeriss", "h100-sxm-80gb")})  # fmt: skip
+    con = Console(width=width, record=True)
+    con.print(lm_summary_table(study, set()))
+    text = con.export_text()
+    assert "…" not in text
+    for word in ("fp32", "int4", "eyeriss", "h100-sxm-80gb", "mJ/req", "tok/s", "KV MiB"):
+        assert word in text, (width, word)
+    assert max(len(line) for line in text.splitlines()) <= width

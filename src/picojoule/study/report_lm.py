@@ -58,7 +58,11 @@ def lm_summary_table(study: StudyResult, front: set[str]) -> Table:
     from rich.markup import escape
 
     title = f"picojoule study: {study.task} on {', '.join(map(study.label, study.targets))}"
-    t = Table(title=escape(title), title_justify="left")
+    from picojoule.termtable import FitTable
+
+    # fits the console (FitTable): when narrow, per-target columns move to continuation
+    # tables that repeat the recipe names
+    t = FitTable(title=escape(title), title_justify="left")
     metric = "ppl" if study.primary_metric == "perplexity" else study.primary_metric
     from picojoule.study.report import algorithm_cells, has_algorithms, skip_text
 
@@ -68,9 +72,9 @@ def lm_summary_table(study: StudyResult, front: set[str]) -> Table:
         cols += ["calib s", "rot ops/tok"]
     for x in study.targets:
         cols += [f"{study.label(x)} mJ/req", f"{study.label(x)} tok/s"]
-    t.add_column("recipe", no_wrap=True)
+    t.add_column("recipe", kind="name")
     for c in cols:
-        t.add_column(c, justify="right")
+        t.add_column(c, justify="right", rank=1 if c in ("bits/w", "weight MiB", "KV MiB") else 0)
     t.add_column("front", justify="center")
     for r in study.results:
         if r.skipped:  # the reason where the numbers would be
