@@ -14,6 +14,8 @@ uses for convolutions (apex/contrib/sparsity/sparse_masklib.py).
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from picojoule.errors import ShapeError
@@ -28,6 +30,7 @@ __all__ = [
     "from_gemm_view",
     "weight_mask",
     "check_nm",
+    "check_mask_shape",
 ]
 
 
@@ -124,15 +127,35 @@ def from_gemm_view(mat: torch.Tensor, shape: torch.Size | tuple[int, ...]) -> to
     return mat.reshape(moved).movedim(-1, 1)
 
 
+def check_mask_shape(shape: tuple[int, ...], pattern: Pattern) -> None:
+    """Raise `ShapeError` (naming the fix) if `weight_mask` cannot mask a weight of `shape`
+    under `pattern`; shapes only, no tensor (a meta tensor would load torch's compiler)."""
+    shape = tuple(shape)
+    if len(shape) < 2:
+        raise ShapeError(
+            f"tensor of shape {shape} has no reduction dimension: masks apply to "
+            "Linear [out, in] or Conv [out, in, *kernel] weights, not biases or norm scales"
+        )
+    if pattern.kind == "nm":
+        check_nm(shape[1], pattern.n, pattern.m, what=f"input channels of weight {shape}")
+    elif pattern.kind == "block":
+        rows, cols = pattern.block
+        out, red = shape[0], math.prod(shape[1:])
+        if out % rows or red % cols:
+            raise ShapeError(
+                f"block {rows}x{cols} does not tile matrix {out}x{red}; "
+                f"choose a block that divides both sides"
+            )
+
+
 def weight_mask(w: torch.Tensor, pattern: Pattern) -> torch.Tensor:
     """Mask for a Linear/Conv weight under `pattern`, computed in the GEMM view.
 
     N:M groups run over input channels (dim 1), so a conv needs C divisible by M.
     """
+    check_mask_shape(tuple(w.shape), pattern)
     mat = gemm_view(w)
     if pattern.kind == "nm":
-        what = f"input channels of weight {tuple(w.shape)}"
-        check_nm(w.shape[1], pattern.n, pattern.m, what=what)
         return nm_mask(w, pattern.n, pattern.m, dim=1)
     if pattern.kind == "unstructured":
         return unstructured_mask(w, pattern.density)
