@@ -28,7 +28,7 @@ def test_formats_lists_families(monkeypatch, capsys):
     "args, fragment",
     [
         (("formats", "e9m9x"), "unknown number format"),
-        (("study", "--target", "eyriss"), "did you mean eyeriss"),
+        (("study", "--target", "eyriss"), "did you mean: eyeriss"),
         (("study", "--target", "eyeriss,h1000"), "unknown target 'h1000'"),
         (("study", "--recipes", "nope"), "unknown recipe preset"),
         (("study", "--model", "no_such_pkg.mod:build", "--data", "a:b", "--metric", "a:c"),

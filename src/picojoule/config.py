@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import torch.nn as nn
 
-from picojoule.errors import ConfigError, nearest
+from picojoule.errors import ConfigError, did_you_mean
 
 __all__ = [
     "Applied",
@@ -104,10 +104,8 @@ def check_keys(
         if not isinstance(key, str):
             raise ConfigError(f"{what}: keys are strings ({', '.join(valid)}), got {key!r}")
         if key not in valid:
-            tip = (hints or {}).get(key) or f"did you mean {nearest(key, valid)}?"
-            raise ConfigError(
-                f"{what}: unknown key {key!r}; valid keys: {', '.join(valid)} ({tip})"
-            )
+            tip = f" ({hints[key]})" if hints and key in hints else did_you_mean(key, valid)
+            raise ConfigError(f"{what}: unknown key {key!r}; valid keys: {', '.join(valid)}{tip}")
     return data
 
 

@@ -16,7 +16,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from picojoule.errors import ConfigError, nearest
+from picojoule.errors import ConfigError, did_you_mean
 
 __all__ = [
     "OptionRange",
@@ -106,8 +106,7 @@ def check_choice(option: str, value: str, choices: Iterable[str]) -> str:
     """`value` if it is one of `choices`; else a ConfigError with the closest names."""
     allowed = list(choices)
     if value not in allowed:
-        close = nearest(value, allowed)
-        hint = "" if close == "none close" else f" (did you mean: {close}?)"
+        hint = did_you_mean(value, allowed)
         raise ConfigError(f"--{option} {value!r}: unknown; use one of {', '.join(allowed)}{hint}")
     return value
 

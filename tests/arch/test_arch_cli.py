@@ -62,7 +62,7 @@ def test_an_edited_yaml_is_a_starting_point(monkeypatch, capsys, tmp_path):
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
-        (("show", "eyris"), "unknown accelerator preset 'eyris' (did you mean eyeriss"),
+        (("show", "eyris"), "unknown accelerator preset 'eyris' (did you mean: eyeriss"),
         (("show", "h100"), "'h100' is a GPU: picojoule costs it by its roofline"),
         (("show", "mine.yaml"), "mine.yaml: no such file; give the path of an accelerator YAML"),
         (("show", ""), "arch name is empty"),

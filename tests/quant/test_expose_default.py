@@ -129,7 +129,7 @@ def test_dict_recipe_quantizes_as_the_string_does() -> None:
 @pytest.mark.parametrize(
     ("recipe", "message"),
     [
-        ({"wieght": "nvfp4"}, r"unknown key 'wieght'; valid keys: weight, .*did you mean weight"),
+        ({"wieght": "nvfp4"}, r"unknown key 'wieght'; valid keys: weight, .*did you mean: weight"),
         ({"w": "nvfp4"}, r"the string form's w: is weight here"),
         ({"weight": 4}, r"QuantConfig weight: give a format name"),
         ({"weight": "nvfp9"}, r"QuantConfig weight: unknown number format 'nvfp9'"),

@@ -164,7 +164,7 @@ def test_bits_per_element() -> None:
 @pytest.mark.parametrize(
     ("value", "msg"),
     [
-        ("int4@tok", "granularity 'tok' unknown.*did you mean token"),
+        ("int4@tok", "granularity 'tok' unknown.*did you mean: token"),
         ("int4@token8", "per-token scales take no group size"),
         ("int4@channel0", "group of 0 tokens"),
         ("codebook16", "codebooks hold weights"),

@@ -207,7 +207,7 @@ QUANT_CASES = [
     ("recipe-int", lambda m: quantize_(m, 8), "not int"),
     ("recipe-list", lambda m: quantize_(m, ["w:int8"]), "not list"),
     ("recipe-dict-short-key", lambda m: quantize_(m, {"w": "int8"}), "w: is weight here"),
-    ("recipe-dict-typo", lambda m: quantize_(m, {"wieght": "int8"}), "did you mean weight?"),
+    ("recipe-dict-typo", lambda m: quantize_(m, {"wieght": "int8"}), "did you mean: weight?"),
     ("recipe-dict-int-format", lambda m: quantize_(m, {"weight": 8}), "give a format name"),
     ("recipe-bytes", lambda m: quantize_(m, b"w:int8"), "not bytes"),
     ("recipe-bare-format", lambda m: quantize_(m, "int8"), "is not key:value"),

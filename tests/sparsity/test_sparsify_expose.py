@@ -55,7 +55,7 @@ def test_dict_config_equals_the_object() -> None:
 @pytest.mark.parametrize(
     ("recipe", "message"),
     [
-        ({"patern": "2:4"}, r"unknown key 'patern'; valid keys: pattern, .*did you mean pattern"),
+        ({"patern": "2:4"}, r"unknown key 'patern'; valid keys: pattern, .*did you mean: pattern"),
         ({"pattern": 24}, r"SparsityConfig pattern: a string"),
         ({"skip": [1]}, r"SparsityConfig skip: a glob or a list of globs"),
         ({"layers": ["fc1"]}, r"SparsityConfig layers: a dict of glob -> pattern"),

@@ -23,7 +23,7 @@ def test_dict_and_object_configs_equal_the_keywords() -> None:
 @pytest.mark.parametrize(
     ("cfg", "message"),
     [
-        ({"tiel": 4}, r"unknown key 'tiel'; valid keys: tile, .*did you mean tile"),
+        ({"tiel": 4}, r"unknown key 'tiel'; valid keys: tile, .*did you mean: tile"),
         ({"tile": "x"}, r"tile must be an int or a pair of ints"),
         ({"kernel_sizes": "3"}, r"kernel_sizes: a list"),
         ({"transform_format": 8}, r"transform_format: a format name"),

@@ -21,7 +21,7 @@ from rich.table import Table
 from picojoule.arch.io import ArchError, arch_to_yaml, load_arch
 from picojoule.arch.presets import PRESETS, preset
 from picojoule.arch.spec import Arch, MemoryLevel
-from picojoule.errors import nearest
+from picojoule.errors import did_you_mean
 from picojoule.workload.layer import DIMS
 
 __all__ = ["app", "yaml_text"]
@@ -56,7 +56,7 @@ def _load(name: str) -> Arch:
         return load_arch(name)
     if not name.endswith((".yaml", ".yml")) and "/" not in name:
         raise ArchError(
-            f"unknown accelerator preset {name!r} (did you mean {nearest(name, PRESETS)}?); "
+            f"unknown accelerator preset {name!r}{did_you_mean(name, PRESETS)}; "
             "`picojoule arch list` lists them, or give an accelerator YAML file"
         )
     if not Path(name).expanduser().exists():

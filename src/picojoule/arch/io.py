@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from picojoule.arch.presets import PRESETS, preset
 from picojoule.arch.spec import Arch, Fanout, MacUnit, MemoryLevel, SparseSupport
-from picojoule.errors import ConfigError, nearest
+from picojoule.errors import ConfigError, did_you_mean
 from picojoule.fsio import atomic_write_text
 from picojoule.yamlio import load_yaml_file
 
@@ -70,7 +70,7 @@ def _message(err: dict[str, Any], origin: str) -> str:
         model_fields = _fields_at(loc[:-1])
         return (
             f"{origin}: unknown field {where!r}; remove it or use one of "
-            f"{', '.join(model_fields)} (did you mean: {nearest(str(loc[-1]), model_fields)})"
+            f"{', '.join(model_fields)}{did_you_mean(str(loc[-1]), model_fields)}"
         )
     if kind == "missing":
         return f"{origin}: field {where!r} is required; add it"
@@ -125,8 +125,8 @@ def load_arch(source: str | Path) -> Arch:
     path = Path(source)
     if not path.exists():
         raise ArchError(
-            f"no preset or file named {text_source!r}; presets: {', '.join(PRESETS)} "
-            f"(did you mean: {nearest(text_source, PRESETS)}), or give a path to a YAML file"
+            f"no preset or file named {text_source!r}; presets: {', '.join(PRESETS)}"
+            f"{did_you_mean(text_source, PRESETS)}, or give a path to a YAML file"
         )
     try:
         data = load_yaml_file(path)  # refuses duplicate keys: no field silently dropped

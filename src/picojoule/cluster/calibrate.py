@@ -57,7 +57,7 @@ from typing import IO, Any
 
 import typer
 
-from picojoule.errors import ConfigError, PicojouleError, nearest
+from picojoule.errors import ConfigError, PicojouleError, did_you_mean, suggest
 
 __all__ = [
     "ALGORITHM",
@@ -111,7 +111,7 @@ def coefficients(op: str, n: int) -> tuple[float, float]:
     2(n-1)/n bytes; reduce-scatter, all-gather and pairwise all-to-all n-1 and (n-1)/n; ring
     (chain) broadcast n-1 and 1."""
     if op not in COLLECTIVES:
-        raise ConfigError(f"unknown collective {op!r}; did you mean: {nearest(op, COLLECTIVES)}")
+        raise ConfigError(f"unknown collective {op!r}{suggest(op, COLLECTIVES)}")
     from picojoule.cluster.collectives import coefficients as model
 
     c = model(op, ALGORITHM[op], 0, n)
@@ -231,8 +231,7 @@ def check_backend(backend: str, procs: int = 2) -> None:
     is in every torch build with torch.distributed; the workers check it (the parent does not
     import torch for it). NCCL needs one GPU per rank, checked here."""
     if backend not in BACKENDS:
-        near = nearest(backend, BACKENDS)
-        hint = "" if near == "none close" else f" (did you mean {near}?)"
+        hint = did_you_mean(backend, BACKENDS)
         raise ConfigError(f"unknown --backend {backend!r}; give gloo (CPU, any machine) or "
                           f"nccl (NVIDIA GPUs){hint}")  # fmt: skip
     from importlib.util import find_spec
@@ -288,9 +287,9 @@ def check_config(cfg: CalibrationConfig) -> None:
         raise ConfigError(f"--collectives is empty; give some of {','.join(COLLECTIVES)}")
     for op in cfg.collectives:
         if op not in COLLECTIVES:
-            raise ConfigError(f"unknown collective {op!r} in --collectives; known: "
-                              f"{','.join(COLLECTIVES)} (did you mean: "
-                              f"{nearest(op, COLLECTIVES)})")  # fmt: skip
+            known = ",".join(COLLECTIVES)
+            raise ConfigError(f"unknown collective {op!r} in --collectives; known: {known}"
+                              f"{did_you_mean(op, COLLECTIVES)}")  # fmt: skip
     if cfg.warmup < 0:
         raise ConfigError(f"--warmup {cfg.warmup}: give 0 or more calls (1 is made anyway)")
     if cfg.repeats < 1:

@@ -49,7 +49,7 @@ import math
 from dataclasses import dataclass
 
 from picojoule.cluster.topology import Group, Tier
-from picojoule.errors import ConfigError, nearest
+from picojoule.errors import ConfigError, suggest
 
 __all__ = [
     "OPS",
@@ -118,7 +118,7 @@ class Coefficients:
 
 def _check(op: str, algorithm: str | None = None) -> None:
     if op not in OPS:
-        raise ConfigError(f"unknown collective {op!r}; did you mean: {nearest(op, OPS)}?")
+        raise ConfigError(f"unknown collective {op!r}{suggest(op, OPS)}")
     if algorithm is not None and algorithm not in ALGORITHMS[op]:
         raise ConfigError(
             f"{op} has no algorithm {algorithm!r}; it has {', '.join(ALGORITHMS[op])}"

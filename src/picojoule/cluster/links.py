@@ -22,7 +22,7 @@ from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from picojoule.errors import ConfigError, nearest
+from picojoule.errors import ConfigError, suggest
 from picojoule.yamlio import load_yaml, load_yaml_file
 
 __all__ = ["Link", "SIGNALING", "Signaling", "links", "link", "load_rows"]
@@ -147,5 +147,5 @@ def link(name: str, override: str | Path | None = None) -> Link:
     """The link called `name` (pcie4-x16, nvlink4, ib-ndr, ...)."""
     table = links(override)
     if name not in table:
-        raise ConfigError(f"unknown link {name!r}; did you mean: {nearest(name, table)}?")
+        raise ConfigError(f"unknown link {name!r}{suggest(name, table)}")
     return table[name]

@@ -31,7 +31,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from picojoule.cluster.links import load_rows
-from picojoule.errors import ConfigError, nearest
+from picojoule.errors import ConfigError, suggest
 
 __all__ = ["TransformerConfig", "Gemm", "model_presets", "load_model", "from_hf_config"]
 
@@ -308,6 +308,5 @@ def load_model(
             raise ConfigError(f"{path}: not a readable JSON config ({e})") from None
         return from_hf_config(data, name=path.parent.name or path.stem)
     raise ConfigError(
-        f"unknown model {text!r}; did you mean: {nearest(text.lower(), presets)}? "
-        "(or give an HF config.json)"
+        f"unknown model {text!r}{suggest(text.lower(), presets)}; or give an HF config.json"
     )

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from picojoule.cluster.links import Link, Source, link, load_rows
 from picojoule.energy.gpu_specs import GpuSpec
-from picojoule.errors import ConfigError, nearest
+from picojoule.errors import ConfigError, suggest
 
 __all__ = ["NodeSpec", "nodes", "node", "System", "system", "Tier", "Group"]
 
@@ -79,7 +79,7 @@ def node(name: str, override: str | Path | None = None) -> NodeSpec:
     table = nodes(override)
     key = name.strip().lower()
     if key not in table:
-        raise ConfigError(f"unknown node {name!r}; did you mean: {nearest(key, table)}?")
+        raise ConfigError(f"unknown node {name!r}{suggest(key, table)}")
     return table[key]
 
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from picojoule.dse.errors import SpaceError
-from picojoule.errors import nearest
+from picojoule.errors import did_you_mean
 
 __all__ = [
     "did_you_mean",
@@ -35,12 +35,6 @@ __all__ = [
 ]
 
 Scalar = int | float | str
-
-
-def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """' (did you mean: x, y?)' when some choice is close to `word`, else ''."""
-    found = nearest(word, choices)
-    return "" if found == "none close" else f" (did you mean: {found}?)"
 
 
 Method = Literal["grid", "random", "nsga2"]

@@ -22,7 +22,7 @@ from functools import cache
 
 from picojoule.energy.tables import GpuRow, Table, load_table
 from picojoule.energy.units import GIGA, MHZ, TERA
-from picojoule.errors import ConfigError, nearest
+from picojoule.errors import ConfigError, suggest
 
 __all__ = ["GpuSpec", "gpu", "gpus", "peak_key", "Factor", "Speedup", "speedup"]
 
@@ -123,7 +123,7 @@ def gpu(name: str, table: Table | None = None) -> GpuSpec:
     specs = {g.name: g for g in gpus(table)}
     spec = specs.get(name.strip().lower())
     if spec is None:
-        raise ConfigError(f"unknown GPU {name!r}; did you mean: {nearest(name.lower(), specs)}?")
+        raise ConfigError(f"unknown GPU {name!r}{suggest(name.lower(), specs)}")
     return spec
 
 

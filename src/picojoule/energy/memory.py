@@ -23,7 +23,7 @@ from functools import lru_cache
 
 from picojoule.energy.scaling import NodeScaling, node_scaling
 from picojoule.energy.tables import DramRow, SramRow, Table, load_table
-from picojoule.errors import ConfigError, nearest
+from picojoule.errors import ConfigError, suggest
 
 __all__ = [
     "SramModel",
@@ -137,7 +137,7 @@ def dram_row(kind: str, *, table: Table | None = None) -> DramRow:
     rows = _dram_rows(table)
     row = rows.get(kind.lower())
     if row is None:
-        raise ConfigError(f"unknown DRAM kind {kind!r}; did you mean: {nearest(kind, rows)}?")
+        raise ConfigError(f"unknown DRAM kind {kind!r}{suggest(kind, rows)}")
     return row
 
 

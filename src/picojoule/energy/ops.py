@@ -15,7 +15,7 @@ from typing import Literal
 from picojoule.energy.arith import BASE_NODE_NM, Calibration, calibrate
 from picojoule.energy.scaling import NodeScaling, node_scaling
 from picojoule.energy.tables import OpRow, Table, load_table
-from picojoule.errors import ConfigError, FormatError, nearest
+from picojoule.errors import ConfigError, FormatError, suggest
 
 __all__ = ["OpEnergy", "OPS", "op_energy", "op_energy_pj", "element_of"]
 
@@ -95,9 +95,7 @@ def op_energy(
 ) -> OpEnergy:
     """Energy of one `op` ("add", "mul", "fma") on `dtype` operands at `node_nm`."""
     if op not in OPS:
-        raise ConfigError(
-            f"unknown op {op!r}; did you mean: {nearest(op, OPS)}? (mac: use mac_energy)"
-        )
+        raise ConfigError(f"unknown op {op!r}{suggest(op, OPS)}; for a MAC use mac_energy")
     scaling = scaling or node_scaling()
     table = table or load_table("ops")
     name = getattr(element_of(dtype), "name", str(dtype))

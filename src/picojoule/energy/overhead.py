@@ -26,7 +26,7 @@ from typing import Literal
 from picojoule.energy.defaults import OVERHEAD_PJ
 from picojoule.energy.ops import op_energy
 from picojoule.energy.scaling import node_scaling
-from picojoule.errors import ConfigError, nearest
+from picojoule.errors import ConfigError, suggest
 
 __all__ = [
     "OVERHEAD_PJ",
@@ -138,9 +138,7 @@ class InstructionEnergy:
 def _lookup(name: str) -> Instruction:
     inst = INSTRUCTIONS.get(name.upper())
     if inst is None:
-        raise ConfigError(
-            f"unknown instruction {name!r}; did you mean: {nearest(name.upper(), INSTRUCTIONS)}?"
-        )
+        raise ConfigError(f"unknown instruction {name!r}{suggest(name.upper(), INSTRUCTIONS)}")
     return inst
 
 

@@ -23,7 +23,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from picojoule.errors import ConfigError, nearest
+from picojoule.errors import ConfigError, suggest
 from picojoule.yamlio import load_yaml
 
 __all__ = [
@@ -267,9 +267,7 @@ def _builtin(kind: str) -> Table:
 def load_table(kind: str, source: str | Path | None = None) -> Table:
     """Load and validate a table: the built-in one (`source=None`) or a user YAML/CSV file."""
     if kind not in _ROW_MODELS:
-        raise TableError(
-            f"unknown table kind {kind!r}; did you mean: {nearest(kind, TABLE_KINDS)}?"
-        )
+        raise TableError(f"unknown table kind {kind!r}{suggest(kind, TABLE_KINDS)}")
     if source is None:
         return _builtin(kind)
     path = Path(source)

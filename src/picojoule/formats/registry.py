@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from functools import cache
 
-from picojoule.errors import FormatError, nearest
+from picojoule.errors import FormatError, did_you_mean
 from picojoule.formats.scaled import PerBlock, PerChannel, PerTensor, ScaledFormat
 from picojoule.formats.spec import CodebookFormat, FloatFormat, IntFormat, LNSFormat
 
@@ -180,8 +180,8 @@ def _parse(name: str) -> Format:
             gran = PerBlock(k)
         return ScaledFormat(name=name, kind="plain", element=el, granularity=gran)
     raise FormatError(
-        f"unknown number format {name!r}; did you mean: {nearest(name, [*names(), *_WIDE])}? "
-        "(`picojoule formats` lists every family)"
+        f"unknown number format {name!r}{did_you_mean(name, [*names(), *_WIDE])}; "
+        "`picojoule formats` lists every family"
     )
 
 

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from picojoule.errors import ConfigError, nearest
+from picojoule.errors import ConfigError, did_you_mean
 
 if TYPE_CHECKING:
     import torch.nn as nn
@@ -147,10 +147,10 @@ def resolve(
                 )
             return ModelSource(spec=key, builtin=key)
         if not _is_model(text):
-            guess = nearest(key, (*BUILTINS, *MODEL_NAMES))
+            guess = did_you_mean(key, (*BUILTINS, *MODEL_NAMES))
             raise ConfigError(
                 f"{option} {text!r}: not a built-in workload or a model; give "
-                f"{workload_help(BUILTINS)} (did you mean: {guess})"
+                f"{workload_help(BUILTINS)}{guess}"
             )
         if not data and not text.startswith(("st:", "hf:")) and ":" in text:
             raise ConfigError(

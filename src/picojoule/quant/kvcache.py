@@ -49,7 +49,7 @@ from typing import Any, Literal
 import torch
 import torch.nn as nn
 
-from picojoule.errors import ConfigError, PicojouleError, ShapeError, nearest
+from picojoule.errors import ConfigError, PicojouleError, ShapeError, did_you_mean
 
 __all__ = [
     "KVSpec",
@@ -124,7 +124,7 @@ def parse_kv(value: str) -> KVSpec:
     if gran not in KV_GRANULARITIES:
         raise ConfigError(
             f"kv:{value}: granularity {gran!r} unknown; use one of {', '.join(KV_GRANULARITIES)}"
-            f" (did you mean {nearest(gran, KV_GRANULARITIES)}?)"
+            f"{did_you_mean(gran, KV_GRANULARITIES)}"
         )
     if group is not None and gran == "token":
         raise ConfigError(f"kv:{value}: per-token scales take no group size; drop {group}")

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from picojoule.errors import ConfigError, PicojouleError, nearest
+from picojoule.errors import ConfigError, PicojouleError, did_you_mean
 
 __all__ = ["Recipe", "PRESETS", "preset", "load_recipes", "check_recipes", "MAX_WINOGRAD_TILE"]
 
@@ -256,7 +256,7 @@ def preset(name: str) -> list[Recipe]:
     if name not in PRESETS:
         raise ConfigError(
             f"unknown recipe preset {name!r}; presets: {', '.join(PRESETS)} "
-            f"(did you mean {nearest(name, PRESETS)}?), or give a recipes YAML file"
+            f"{did_you_mean(name, PRESETS)}, or give a recipes YAML file"
         )
     return list(PRESETS[name])
 
@@ -294,8 +294,7 @@ def check_recipes(recipes: Iterable[Recipe], source: str = "recipes") -> list[Re
 
 def _presets_hint(name: str) -> str:
     return (
-        f"presets: {', '.join(PRESETS)} (did you mean {nearest(name, PRESETS)}?), or give a "
-        "recipes YAML file"
+        f"presets: {', '.join(PRESETS)}{did_you_mean(name, PRESETS)}, or give a recipes YAML file"
     )
 
 
@@ -333,7 +332,7 @@ def _from_yaml(raw: Any, source: str) -> list[Recipe]:
         extra = [k for k in raw if k != "recipes"]
         if extra or "recipes" not in raw:
             key = str(extra[0]) if extra else ""
-            hint = " (did you mean recipes?)" if nearest(key, ["recipes"]) == "recipes" else ""
+            hint = did_you_mean(key, ["recipes"])
             if "name" in raw:
                 raise ConfigError(
                     f"{source}: holds one recipe mapping, not a list; put '- ' before its "
@@ -365,12 +364,7 @@ def _recipe_from_mapping(item: Any, index: int, source: str) -> Recipe:
     label = item["name"] if isinstance(item["name"], str) else f"#{index}"
     unknown = [k for k in item if k not in _FIELDS]
     if unknown:
-        guesses = [
-            f"{k!r} (did you mean {nearest(str(k), _FIELDS, n=1)}?)"
-            if nearest(str(k), _FIELDS, n=1) != "none close"
-            else repr(k)
-            for k in unknown
-        ]
+        guesses = [f"{k!r}{did_you_mean(str(k), _FIELDS, n=1)}" for k in unknown]
         raise ConfigError(
             f"{source}: recipe {label!r} has unknown keys {', '.join(guesses)}; valid: "
             f"{', '.join(_FIELDS)}"

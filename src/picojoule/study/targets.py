@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from picojoule.errors import ConfigError, nearest
+from picojoule.errors import ConfigError, did_you_mean
 from picojoule.study.cost import LayerCount
 
 __all__ = ["check_target", "bill", "targets"]
@@ -83,7 +83,7 @@ def check_target(name: str) -> None:
         raise ConfigError(
             f"unknown target {name!r}; accelerator presets: {', '.join(accelerators())}; "
             f"GPUs: {', '.join(gpu_names())}; or an accelerator YAML file "
-            f"(docs/accelerator.md) (did you mean {nearest(name, names)}?)"
+            f"(docs/accelerator.md){did_you_mean(name, names)}"
         )
 
 

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from picojoule.errors import ConfigError, nearest
+from picojoule.errors import ConfigError, did_you_mean
 
 __all__ = [
     "Task",
@@ -209,8 +209,7 @@ def _resolve(spec: str, what: str) -> Callable:
     if not callable(fn):
         found = [n for n in dir(mod) if not n.startswith("_") and callable(getattr(mod, n))]
         raise ConfigError(
-            f"--{what} {spec!r}: {mod_name} has no callable {attr!r} "
-            f"(did you mean {nearest(attr, found)}?)"
+            f"--{what} {spec!r}: {mod_name} has no callable {attr!r} {did_you_mean(attr, found)}"
         )
     return fn
 
@@ -349,8 +348,7 @@ class UserTask:
         if isinstance(raw, dict):
             unknown = [k for k in raw if k not in SPLITS]
             if unknown:
-                guess = nearest(str(unknown[0]), SPLITS, n=1)
-                hint = f" (did you mean {guess}?)" if guess != "none close" else ""
+                hint = did_you_mean(str(unknown[0]), SPLITS, n=1)
                 raise ConfigError(
                     f"{label} returned a mapping with key {_short(unknown[0])}; its keys are "
                     f"splits: {', '.join(SPLITS)}{hint} - held-out data goes under 'eval'"
@@ -540,8 +538,8 @@ def task_factory(
         raise ConfigError(
             f"--model {model!r}: use 'digits', 'minilm', 'smollm2', 'st:DIR' (your sentence-"
             "embedding model), 'hf:DIR' (your causal language model) or "
-            f"'package.module:build' (with --data and --metric); did you mean "
-            f"{nearest(model, (*_BUILT_IN, 'smollm2'))}?"
+            f"'package.module:build' (with --data and --metric)"
+            f"{did_you_mean(model, (*_BUILT_IN, 'smollm2'))}"
         )
     if not needs_metric and not data:
         raise ConfigError(

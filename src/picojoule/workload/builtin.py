@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from picojoule.errors import ConfigError, nearest
+from picojoule.errors import ConfigError, did_you_mean
 from picojoule.workload.layer import Layer, Workload, touched_halo
 
 __all__ = ["BUILTINS", "builtin"]
@@ -205,8 +205,8 @@ def builtin(name: str, *, batch: int = 1) -> Workload:
     key = name.lower().replace("_", "-")
     if key not in BUILTINS:
         raise ConfigError(
-            f"unknown built-in workload {name!r}; choose one of {', '.join(BUILTINS)} "
-            f"(did you mean: {nearest(key, BUILTINS)})"
+            f"unknown built-in workload {name!r}; choose one of {', '.join(BUILTINS)}"
+            f"{did_you_mean(key, BUILTINS)}"
         )
     if batch < 1:
         raise ConfigError(f"batch={batch} must be a positive integer")

@@ -15,7 +15,7 @@ from picojoule.arch.presets.magnet import magnet, simba
 from picojoule.arch.presets.nvdla import nvdla
 from picojoule.arch.presets.tensor_core import tensor_core_sm
 from picojoule.arch.spec import Arch
-from picojoule.errors import ConfigError, nearest
+from picojoule.errors import ConfigError, did_you_mean
 
 __all__ = ["PRESETS", "preset", "eyeriss", "simba", "magnet", "nvdla", "tensor_core_sm"]
 
@@ -33,8 +33,8 @@ def preset(name: str, **params: Any) -> Arch:
     """Build preset `name` with keyword `params` (see each builder for its parameters)."""
     if name not in PRESETS:
         raise ConfigError(
-            f"unknown architecture preset {name!r}; presets: {', '.join(PRESETS)} "
-            f"(did you mean: {nearest(name, PRESETS)})"
+            f"unknown architecture preset {name!r}; presets: {', '.join(PRESETS)}"
+            f"{did_you_mean(name, PRESETS)}"
         )
     try:
         return PRESETS[name](**params)
