@@ -236,3 +236,13 @@ def test_latency_ties_go_to_the_lower_energy(name: str, index: int, ratio: float
     assert fast.cost.cycles <= layer.macs / arch.lanes * 1.01
     assert fast.cost.energy_pj <= frugal.cost.energy_pj * ratio
     assert fast.value == fast.cost.cycles and fast.score >= fast.value
+
+
+def test_a_layer_smaller_than_the_axis_gets_no_padding_advice() -> None:
+    """K=2 under a 14-wide axis: no padding of one loop fills it (the old advice read 'pad K
+    from 2 to 2'); the warning says the layer is smaller than the axis instead."""
+    tiny = Layer(name="tiny", kind="linear", N=1, K=2, C=32)
+    warns = utilization_warnings(tiny, presets.eyeriss())
+    text = " ".join(str(w) for w in warns)
+    assert warns and "smaller than the axis" in text
+    assert "pad K from 2 to 2" not in text and "0% more MACs" not in text

@@ -14,6 +14,7 @@ a bound that is prime or smaller than the axis can be padded to the value that f
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from picojoule.arch.spec import Arch
@@ -112,6 +113,14 @@ def utilization_warnings(layer: Layer, arch: Arch) -> list[UtilizationWarning]:
                 f"use an array that unrolls G (add G to {ax.level}'s fanout {ax.name}_dims) or "
                 "another preset (eyeriss unrolls G on both axes)"
             )
+        elif math.prod(bounds.values()) < ax.size:  # no padding of one loop can fill it
+            total = math.prod(bounds.values())
+            reason = (
+                f"{where}; together they give only {total} of {ax.size} lanes (the layer is "
+                "smaller than the axis)"
+            )
+            more = "raise the batch (N is on this axis) or " if "N" in ax.dims else ""
+            fix = f"{more}pick an array whose {ax.name} axis unrolls other loops, or a smaller one"
         else:
             d, b = max(bounds.items(), key=lambda kv: kv[1])
             padded = _pad_to(b, ax.size)
