@@ -20,7 +20,7 @@ without building anything, so a typo costs a second, not a training run, and not
 written. `ModelSource.load()` then builds the task and its FP32 model (a builder that raises
 is one `ConfigError` line naming it), and `ModelSource.workload(batch)` gives the cost model's
 `Workload`: a built-in by name, or the model run once on its example input, repeated to
-`batch`, with attention and GPT-2's Conv1D exposed as layers (`expose_layers_`, same numbers).
+`batch`, with attention and GPT-2's Conv1D exposed as layers (`from_model`'s `expose=True`).
 The task comes from `picojoule.study.tasks.task_factory`, the loader `picojoule study` uses;
 this module adds the workload names, the tracing and the checks before any work.
 """
@@ -96,12 +96,11 @@ class ModelSource:
             return builtin(self.builtin, batch=batch)
         import warnings
 
-        from picojoule.quant import expose_layers_
         from picojoule.workload.from_torch import from_model
 
         task, model = self.load()
         example = repeat_batch(task.example_input(), batch)
-        expose_layers_(model)  # attention and Conv1D as layers the cost model sees
+        # from_model exposes attention and Conv1D as layers the cost model sees (expose=True)
         if warn is None:
             workload = from_model(model, example)
         else:
