@@ -131,15 +131,19 @@ def run(model: str, names: list[str], console: Console) -> dict:
 
 
 def zigzag_twin(spec: dict) -> Arch:
-    """ZigZag's tpu_like (as resized) as a picojoule Arch. Per-access costs over the port
-    width give pJ/bit; port bandwidths carry over (DRAM: one read-write port, the SRAM and
-    both register files: separate read and write ports, summed where a memory has two);
+    """ZigZag's tpu_like (as resized) as a picojoule Arch. Per-access costs over the port's
+    maximum width give pJ/bit (ZigZag's access unit); port bandwidths carry over (DRAM: one
+    read-write port, the SRAM and both register files: separate read and write ports, summed
+    where a memory has two);
     the weight register file (128 B per PE) sits above the psum register (2 B per PE) so
     that weights stay while output pixels iterate, as in a weight-stationary PE."""
     mem = spec["memories"]
 
     def per_bit(name: str, key: str) -> float:
-        return float(mem[name][key]) / mem[name]["ports"][0]["bandwidth_min"]
+        # ZigZag counts accesses as bandwidth_max-wide words (cost_model._calc_memory_access:
+        # ceil(bits / bw_min) * bw_min / bw_max) and charges r_cost/w_cost per such access,
+        # so a bit costs r_cost / bandwidth_max (the 2 MB SRAM: 64..2048 bits, a 32x factor)
+        return float(mem[name][key]) / mem[name]["ports"][0]["bandwidth_max"]
 
     def ports(name: str, kind: str) -> float:
         return float(

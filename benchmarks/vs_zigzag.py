@@ -112,7 +112,7 @@ def picojoule_twin(hardware_yaml: Path) -> Arch:
     mem = spec["memories"]
 
     def per_bit(name: str, key: str) -> float:
-        width = mem[name]["ports"][0]["bandwidth_min"]
+        width = mem[name]["ports"][0]["bandwidth_max"]  # ZigZag's access unit (see bench_latency)
         return float(mem[name][key]) / width
 
     def pair(name: str) -> tuple[float, float]:
