@@ -161,9 +161,9 @@ class MacUnit(_Frozen):
     energy_pj: Annotated[float, limited("energy_pj")] | None = None
     # True: each lane latches its last weight and input and keeps its partial sum, so an operand
     # is fetched again (a psum written back) only when a temporal loop that indexes it advances:
-    # the innermost loops that do not index an operand reuse it at no memory access. This is
-    # ZigZag's convention for an operand with no register level in the PE (its operational
-    # array holds one word per operand); False (Timeloop's): every lane reads every operand
+    # the innermost loops that do not index an operand reuse it at no memory access (operand
+    # registers at the multiplier's inputs, free). False (Timeloop's convention, and ZigZag's:
+    # its twin agrees to 2 % without the latch, BENCHMARKS.md): every lane reads every operand
     # from its innermost level each cycle unless a level below holds it.
     latch_operands: bool = False
 
