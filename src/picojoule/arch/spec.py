@@ -188,6 +188,10 @@ class SparseSupport(_Frozen):
     Structured Sparsity"): weights pruned to at most N non-zeros in every M along the reduction
     run in N/M of the cycles and MAC energy, stored as the N values per group plus a
     ceil(log2 M)-bit index each. Other weights, and unstructured sparsity, run dense.
+    `rlc_activations`: input activations read from the outermost level (DRAM) and final
+    outputs written to it move run-length coded, as Eyeriss does (JSSC 2017, Sec. V-A; the
+    layer's `input_density` / `output_density`; `picojoule.arch.rlc`); on-chip levels hold
+    them raw.
     """
 
     gate_zero_macs: bool = False
@@ -195,6 +199,16 @@ class SparseSupport(_Frozen):
     compressed: bool = False
     metadata_bits_per_element: Annotated[float, limited("metadata_bits_per_element")] = 1.0
     structured: str | None = None
+    rlc_activations: bool = False
+
+    @model_validator(mode="after")
+    def _one_activation_coding(self) -> SparseSupport:
+        if self.rlc_activations and self.compressed:
+            raise ValueError(
+                "rlc_activations and compressed both code the activations; pick one "
+                "(compressed: at every level; rlc_activations: to and from DRAM only)"
+            )
+        return self
 
     @field_validator("structured")
     @classmethod

@@ -302,6 +302,14 @@ def _evaluate(
     sp_suffix[:, :L] = np.cumprod(Sp[:, ::-1], axis=1)[:, ::-1]
     out_total = layer.output_elems
     out_bits = float(get_format(layer.output_format).bits_per_element)
+    # Bits per element between DRAM (level 0) and the chip for inputs read and final outputs
+    # written: raw, or run-length coded by their density (`SparseSupport.rlc_activations`).
+    dram_in_bits, dram_out_bits = float(bits[_I]), out_bits
+    if arch.sparse.rlc_activations:
+        from picojoule.arch.rlc import dram_bits
+
+        dram_in_bits = dram_bits(layer.input_density, float(bits[_I]))
+        dram_out_bits = dram_bits(layer.output_density, out_bits)
     # Spatial factors of loops that do not index outputs: each replicates partial sums.
     red = np.where(_REL[_O][None, None, :], 1, Sp).prod(axis=2)
     red_above = np.ones((B, L + 1), dtype=np.int64)
@@ -389,7 +397,7 @@ def _evaluate(
                     reads[:, p, o] += moved
                 if c < L:
                     writes[:, c, o] += ev * tile * inst[:, c]
-                r_p = union * bits[o] * (real_inputs if p == 0 and op == "inputs" else 1.0)
+                r_p = union * (dram_in_bits * real_inputs if p == 0 and op == "inputs" else bits[o])
                 w_c = tile * bits[o]
                 pf_frac = 0.0
             else:
@@ -406,7 +414,7 @@ def _evaluate(
                 pf_frac = psum_fills / moved
                 w_p = union * bits[o]
                 if p == 0:  # the final outputs leave at the output format's width
-                    w_p = w_p - out_total * (bits[o] - out_bits) / ev
+                    w_p = w_p - out_total * (bits[o] - dram_out_bits) / ev
                 r_p = union * bits[o] * pf_frac
                 r_c = tile * bits[o]
                 w_c = pf_frac * union * bits[o] * inst[:, p] / inst[:, c]  # psum fills
@@ -449,7 +457,8 @@ def _evaluate(
     level_e = (reads * access_bits) * energy.read_pj_per_bit[None] + (
         writes * access_bits
     ) * energy.write_pj_per_bit[None]
-    level_e[:, 0, _O] -= out_total * (bits[_O] - out_bits) * energy.write_pj_per_bit[0, _O]
+    level_e[:, 0, _O] -= out_total * (bits[_O] - dram_out_bits) * energy.write_pj_per_bit[0, _O]
+    level_e[:, 0, _I] *= dram_in_bits / bits[_I]  # coded input reads (1 when raw)
     net_e = (deliv * access_bits).sum(axis=2) * energy.network_pj_per_bit[None]
     density = arch.sparse.mac_density(layer.weight_density, layer.input_density)
     # A sparse tensor core skips the pruned positions of N:M weights: N/M of the MACs, issued

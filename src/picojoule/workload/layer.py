@@ -97,6 +97,9 @@ class Layer:
     output_format: str = "int8"
     weight_density: float = 1.0
     input_density: float = 1.0
+    # Non-zero fraction of the stored outputs (after the activation that follows, e.g. the
+    # next layer's input density); only run-length coding to DRAM reads it
+    output_density: float = 1.0
     weight_pattern: str = ""  # the sparsity pattern that pruned the weights ("2:4"), if any
     repeat: int = 1
     # Zero halo within the touched input (top, bottom, left, right); see the module docstring.
@@ -124,7 +127,7 @@ class Layer:
                 f"layer {self.name!r}: padding={pad} leaves no real input in the touched "
                 f"{h}x{w} window; give the halo rows the loop nest touches on each side"
             )
-        for operand in ("weight_density", "input_density"):
+        for operand in ("weight_density", "input_density", "output_density"):
             value = getattr(self, operand)
             if not 0.0 < value <= 1.0:
                 raise ShapeError(
@@ -173,6 +176,7 @@ class Layer:
             self.output_format,
             self.weight_density,
             self.input_density,
+            self.output_density,
             self.weight_pattern,
             self.padding,
         )
