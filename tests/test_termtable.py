@@ -172,3 +172,16 @@ def test_fit_table_cells_may_be_rich_text() -> None:
     t.add_column("value", justify="right")
     t.add_row(Text("styled.module.name", style="bold"), "[green]1.00[/green]")
     check(printed(t, 80), 80, ["styled.module.name", "1.00"])
+
+
+@pytest.mark.parametrize("width", (80, 200))
+def test_formats_table_fits(width: int) -> None:
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "picojoule.cli", "formats"], capture_output=True, text=True,
+        timeout=120, env={**os.environ, "COLUMNS": str(width)},
+    ).stdout  # fmt: skip
+    check(out, width, ["fp32", "float8_e4m3fn", "mxfp4", "min subnormal", "canonical"])

@@ -9,7 +9,6 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from picojoule.errors import PicojouleError
 from picojoule.models.spec import MODEL_HELP
@@ -235,11 +234,15 @@ def formats(
 ) -> None:
     """Every format family with bits, range and precision."""
     from picojoule.formats import FloatFormat, IntFormat, LNSFormat, ScaledFormat, get, names
+    from picojoule.termtable import FitTable
 
-    t = Table(title="picojoule number formats", title_justify="left")
-    for col in ("name", "canonical", "family", "bits/elem", "max", "min normal", "min subnormal",
-                "eps"):  # fmt: skip
-        t.add_column(col, justify="left" if col in ("name", "canonical", "family") else "right")
+    # fits the console: when narrow, the canonical names move to a continuation table
+    t = FitTable(title="picojoule number formats", title_justify="left")
+    t.add_column("name", kind="name")
+    t.add_column("canonical", kind="name", rank=1)
+    t.add_column("family", kind="text")
+    for col in ("bits/elem", "max", "min normal", "min subnormal", "eps"):
+        t.add_column(col, justify="right")
     for n in name or names():
         f = get(n)
         el = f.element if isinstance(f, ScaledFormat) else f
