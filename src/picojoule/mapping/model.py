@@ -353,9 +353,9 @@ def _evaluate(
     reads = np.zeros((B, L, 3), dtype=np.int64)
     writes = np.zeros((B, L, 3), dtype=np.int64)
     deliv = np.zeros((B, L, 3), dtype=np.int64)
+    latch = arch.mac.latch_operands
     for o, op in enumerate(OPERANDS):
         holders = [l for l in range(L) if op in kept[l]]
-        latch = arch.mac.latch_operands
         last = _last_indexing(seq, seq_dims, o) if len(holders) > 1 or latch else None
         for j, p in enumerate(holders):
             c = holders[j + 1] if j + 1 < len(holders) else L  # L = the MAC lanes

@@ -19,6 +19,7 @@ that suits it.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -302,7 +303,7 @@ def search(
         if time_budget_s is not None:
             left = time_budget_s - (time.perf_counter() - start)
         deadline = time.perf_counter() + max(left, 0.0) / (len(choices) - k)
-        space = MapSpace.of(layer, arch, bypass) if bypass else base
+        space = dataclasses.replace(base, bypass=bypass)  # same slots, other holders
         s = _Searcher(space, energy, objective, ref)
         found = _descend_space(s, objective, seed, samples, starts, deadline)
         evaluated += s.evaluated
@@ -381,7 +382,7 @@ def exhaustive(
     best_value, best_F, best_O, evaluated = np.inf, None, None, 0
     best_space = base
     for bypass in choices:
-        space = MapSpace.of(layer, arch, bypass) if bypass else base
+        space = dataclasses.replace(base, bypass=bypass)
         for Fc in space.factor_chunks(max(1, chunk // len(orders))):
             F = np.repeat(Fc, len(orders), axis=0)
             O = np.tile(orders, (len(Fc), 1))

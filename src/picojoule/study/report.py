@@ -9,7 +9,6 @@ half-written report that looks complete.
 from __future__ import annotations
 
 import html
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -102,15 +101,6 @@ def skip_detail(r: RecipeResult, limit: int = 3) -> str:
     return "; ".join(seen[:limit]) + more
 
 
-def _fmt_energy(pj: float | None) -> str:
-    if pj is None or (isinstance(pj, float) and math.isnan(pj)):
-        return "-"
-    for unit, scale in (("mJ", 1e9), ("uJ", 1e6), ("nJ", 1e3)):
-        if pj >= scale:
-            return f"{pj / scale:.3g} {unit}"
-    return f"{pj:.3g} pJ"
-
-
 def _sol_cell(cost: dict[str, Any]) -> str:
     """Energy / speed of light of one target's bill, e.g. "1.17x"; "-" where it has none."""
     sol = cost.get("sol_ratio")
@@ -157,8 +147,9 @@ def summary_table(study: StudyResult) -> Table:
         t.add_column(col, justify="right", rank=1)
     for col in (c for pair in per_target for c in pair):
         t.add_column(col, justify="right")
+    measured = energy_unit(r.cost.get("measured_energy_pj") for r in study.ran)
     if has_measured:
-        t.add_column("measured", justify="right")
+        t.add_column(f"measured ({measured.symbol})", justify="right")
     if has_algorithms(study):
         t.add_column("calib s", justify="right", rank=1)
         t.add_column("rot ops/tok", justify="right", rank=1)
@@ -179,7 +170,7 @@ def summary_table(study: StudyResult) -> Table:
             f"{r.model_bytes / 1024:.1f}",
             f"{r.cost.get('mults', 0):,}",
             *bills,
-            *([_fmt_energy(r.cost.get("measured_energy_pj"))] if has_measured else []),
+            *([measured.text(r.cost.get("measured_energy_pj"))] if has_measured else []),
             *(algorithm_cells(r) if has_algorithms(study) else ()),
             "*" if r.recipe.name in front else "",
         )
